@@ -1,0 +1,86 @@
+"""restconnect: authenticated REST APIs into pandas.
+
+>>> import restconnect
+>>> conn = restconnect.connect("github")                      # doctest: +SKIP
+>>> repos = conn.fetch("repos", user="octocat")                # doctest: +SKIP
+
+Everything public is importable from here. Heavy modules (pandas, pyarrow,
+the auth libraries, ipywidgets) load on first use, so ``import restconnect``
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from restconnect._version import __version__
+from restconnect.exceptions import (
+    AuthError,
+    CacheError,
+    CredentialsMissing,
+    ExtractError,
+    HTTPStatusError,
+    PaginationError,
+    RateLimitError,
+    ResponseError,
+    RestConnectError,
+    SpecError,
+    TokenRefreshError,
+    TransportError,
+)
+from restconnect.secret import Secret
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# public name -> module that defines it, imported on first attribute access
+_LAZY = {
+    "Connector": "restconnect.connector",
+    "connect": "restconnect.connector",
+    "load_spec": "restconnect.spec",
+    "ConnectorSpec": "restconnect.spec",
+    "register_auth": "restconnect.auth",
+    "register_paginator": "restconnect.pagination",
+    "Paginator": "restconnect.pagination",
+    "AuthMethod": "restconnect.auth.base",
+    "Field": "restconnect.auth.base",
+}
+
+__all__ = sorted([
+    "AuthError",
+    "CacheError",
+    "CredentialsMissing",
+    "ExtractError",
+    "HTTPStatusError",
+    "PaginationError",
+    "RateLimitError",
+    "ResponseError",
+    "RestConnectError",
+    "Secret",
+    "SpecError",
+    "TokenRefreshError",
+    "TransportError",
+    "__version__",
+    *_LAZY,
+])
+
+if TYPE_CHECKING:
+    from restconnect.auth import register_auth
+    from restconnect.auth.base import AuthMethod, Field
+    from restconnect.connector import Connector, connect
+    from restconnect.pagination import Paginator, register_paginator
+    from restconnect.spec import ConnectorSpec, load_spec
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'restconnect' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

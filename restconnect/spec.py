@@ -1,0 +1,477 @@
+"""The connector spec format: typed models and the loader.
+
+A spec is a YAML file describing one REST API. :func:`load_spec` reads and
+validates it and raises :class:`~restconnect.exceptions.SpecError` naming the
+file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from restconnect.exceptions import SpecError
+
+__all__ = [
+    "AuthSpec",
+    "CacheSpec",
+    "CheckSpec",
+    "ConnectorSpec",
+    "EndpointSpec",
+    "IncrementalSpec",
+    "PaginationSpec",
+    "ParentSpec",
+    "RateLimitSpec",
+    "ResponseAction",
+    "RetrySpec",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+]
+
+PAGINATION_KINDS = (
+    "auto", "none", "link_header", "next_url", "cursor", "offset",
+    "page_number", "header_cursor",
+)
+
+ParamValue = Union[str, int, float, bool, None, list[Union[str, int, float]]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class RetrySpec(_Model):
+    """How failed requests are retried."""
+
+    attempts: int = Field(4, ge=1, le=20, description="tries in all, the first included")
+    backoff: float = Field(0.5, ge=0, description="first wait in seconds, doubled per try")
+    max_backoff: float = Field(30.0, ge=0, description="longest wait between tries")
+    statuses: list[int] = Field(default_factory=lambda: [429, 502, 503, 504])
+    methods: list[str] = Field(
+        default_factory=lambda: ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"],
+        description="methods retried (idempotent ones by default)",
+    )
+
+
+class RateLimitSpec(_Model):
+    """How the client paces itself and honours rate-limit headers."""
+
+    max_wait: float = Field(
+        60.0, ge=0,
+        description="longest pause a Retry-After or reset header may impose",
+    )
+    requests_per_second: float | None = Field(None, gt=0)
+    slow_down_below: int = Field(
+        10, ge=0,
+        description="when fewer requests remain, spread them until the reset",
+    )
+
+
+class PaginationSpec(_Model):
+    """How an endpoint's pages follow each other."""
+
+    kind: Literal[
+        "auto", "none", "link_header", "next_url", "cursor", "offset",
+        "page_number", "header_cursor",
+    ] = "auto"
+    page_size: int | None = Field(None, ge=1)
+    page_size_param: str | None = None
+    location: Literal["query", "body"] = "query"
+    # cursor, next_url, header_cursor
+    cursor_path: str | None = None
+    cursor_param: str | None = None
+    has_more_path: str | None = None
+    next_url_path: str | None = None
+    cursor_header: str | None = None
+    # offset and page_number
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    page_param: str = "page"
+    start: int | None = None
+    total_path: str | None = None
+    total_pages_path: str | None = None
+    total_header: str | None = None
+    stop_on_short_page: bool = True
+    # fetching
+    concurrency: int | None = Field(None, ge=1, le=64)
+    max_pages: int | None = Field(None, ge=1)
+
+
+class ResponseAction(_Model):
+    """What to do with a response that matches a status or a body pattern."""
+
+    status: int | None = None
+    match: str | None = Field(None, description="regular expression searched in the body")
+    action: Literal["empty", "retry", "fail"]
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _needs_condition(self) -> ResponseAction:
+        if self.status is None and self.match is None:
+            raise ValueError("give a status, a match pattern or both")
+        if self.match is not None:
+            try:
+                re.compile(self.match)
+            except re.error as exc:
+                raise ValueError(f"match is not a regular expression: {exc}") from None
+        return self
+
+
+class IncrementalSpec(_Model):
+    """The record field that says what changed, and how it goes back to the API."""
+
+    field: str
+    mode: Literal["param", "stop", "filter"] = "param"
+    param: str | None = Field(None, description="query parameter that takes the cursor")
+    filter: str | None = Field(None, description="template such as 'updated>={cursor}'")
+    filter_param: str | None = None
+    sort: dict[str, ParamValue] = Field(default_factory=dict)
+    initial: str | None = None
+
+    @model_validator(mode="after")
+    def _mode_keys(self) -> IncrementalSpec:
+        if self.mode == "param" and not self.param:
+            raise ValueError("mode 'param' needs 'param'")
+        if self.mode == "filter" and not (self.filter and self.filter_param):
+            raise ValueError("mode 'filter' needs 'filter' and 'filter_param'")
+        return self
+
+
+class ParentSpec(_Model):
+    """Fill this endpoint's parameters from the rows of another endpoint."""
+
+    endpoint: str
+    params: dict[str, str] = Field(
+        description="child parameter -> parent field or '{template}'",
+    )
+    batch_size: int | None = Field(None, ge=1)
+    separator: str = ","
+
+
+class CacheSpec(_Model):
+    """Response caching of GET requests."""
+
+    enabled: bool = True
+    ttl: float = Field(300.0, ge=0, description="seconds an entry is fresh")
+
+
+class CheckSpec(_Model):
+    """A cheap request that proves the credentials work."""
+
+    path: str
+    identity: str | None = Field(None, description="path of the user name in the body")
+
+
+class AuthSpec(BaseModel):
+    """One auth entry. Keys other than ``method`` and ``env`` are the method's."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+    env: dict[str, str] = Field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        """The method-specific keys."""
+        return dict(self.model_extra or {})
+
+
+class EndpointSpec(_Model):
+    """One endpoint of an API."""
+
+    path: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    description: str = ""
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list, description="required query params")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    records: str | None = Field(None, description="dotted path or JMESPath to the records")
+    format: Literal["auto", "json", "jsonl", "csv"] = "auto"
+    pagination: PaginationSpec | None = None
+    primary_key: str | list[str] | None = None
+    dtypes: dict[str, str] = Field(default_factory=dict)
+    datetimes: list[str] = Field(default_factory=list)
+    columns: list[str] = Field(default_factory=list)
+    response_actions: list[ResponseAction] = Field(default_factory=list)
+    cache_ttl: float | None = Field(None, ge=0)
+    incremental: IncrementalSpec | None = None
+    parent: ParentSpec | None = None
+
+    @property
+    def path_params(self) -> list[str]:
+        """Names of the ``{placeholders}`` in the path, in order."""
+        return re.findall(r"{([A-Za-z_][A-Za-z0-9_]*)}", self.path)
+
+    @property
+    def primary_keys(self) -> list[str]:
+        if self.primary_key is None:
+            return []
+        if isinstance(self.primary_key, str):
+            return [self.primary_key]
+        return list(self.primary_key)
+
+
+class ConnectorSpec(_Model):
+    """A whole connector."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = ""
+    description: str = ""
+    base_url: str
+    docs: str = ""
+    auth: AuthSpec | list[AuthSpec] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    timeout: float = Field(30.0, gt=0, description="seconds to wait for a response")
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
+    pagination: PaginationSpec = Field(default_factory=PaginationSpec)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    concurrency: int = Field(8, ge=1, le=64, description="parallel pages when addressable")
+    check: CheckSpec | None = None
+    endpoints: dict[str, EndpointSpec] = Field(min_length=1)
+
+    # Set by the loader, not by the YAML file.
+    source: str | None = Field(None, exclude=True)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^(https?://|\$\{)", value):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def auth_entries(self) -> list[AuthSpec]:
+        if self.auth is None:
+            return []
+        return self.auth if isinstance(self.auth, list) else [self.auth]
+
+    def resolved_base_url(self) -> str:
+        """``base_url`` with ``${VAR}`` and ``${VAR:-default}`` filled from the environment."""
+        def fill(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(3)
+            value = os.environ.get(name) or default
+            if value is None:
+                raise SpecError(f"environment variable {name} is not set",
+                                source=self.source, path="base_url")
+            return value
+        return re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", fill, self.base_url).rstrip("/")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_spec(path: str | os.PathLike[str]) -> ConnectorSpec:
+    """Read and validate a spec file.
+
+    Raises:
+        SpecError: the file is missing, not YAML, or not a valid spec.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read the file: {exc.strerror}", source=source) from None
+    return parse_spec(text, source=source)
+
+
+def parse_spec(text: str, *, source: str = "<string>") -> ConnectorSpec:
+    """Validate spec text; ``source`` names it in errors."""
+    data = _load_yaml(text, source)
+    try:
+        spec = ConnectorSpec.model_validate(data)
+    except ValidationError as exc:
+        raise format_validation_error(exc, source) from None
+    spec.source = source
+    _check_auth(spec)
+    _check_endpoints(spec)
+    return spec
+
+
+def _load_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"not valid YAML: {problem}" + (f" at {where}" if where else ""),
+                        source=source) from None
+    if not isinstance(data, dict):
+        raise SpecError("expected a mapping of keys at the top level", source=source)
+    return data
+
+
+def format_validation_error(exc: ValidationError, source: str) -> SpecError:
+    """Turn pydantic's errors into one ``SpecError`` with key paths and hints."""
+    lines = []
+    first_path = ""
+    for error in exc.errors():
+        path = _key_path(error["loc"])
+        first_path = first_path or path
+        lines.append(f"{path or '(top level)'}: {_describe(error)}")
+    problem = lines[0].split(": ", 1)[1] if len(lines) == 1 else (
+        f"{len(lines)} problems:\n  " + "\n  ".join(lines))
+    return SpecError(problem, source=source, path=first_path if len(lines) == 1 else "")
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("AuthSpec", "list[AuthSpec]", "str", "list[str]") or (
+                isinstance(item, str) and item.startswith(("function-", "list["))):
+            # pydantic adds union branch names to the location; users never wrote them.
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        hint = _did_you_mean(key, error)
+        return f"unknown key {key!r}" + (f"; did you mean {hint!r}?" if hint else "")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"got {error.get('input')!r}; expected one of {expected}"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    got = error.get("input")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{message[0].lower()}{message[1:]}, got {type(got).__name__} {got!r}"
+    return message
+
+
+def _did_you_mean(key: str, error: Any) -> str | None:
+    model = _model_at(error["loc"][:-1])
+    if model is None:
+        return None
+    matches = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class a location points into, for suggestions."""
+    model: type[BaseModel] = ConnectorSpec
+    children = {
+        "retry": RetrySpec, "rate_limit": RateLimitSpec, "pagination": PaginationSpec,
+        "cache": CacheSpec, "check": CheckSpec, "incremental": IncrementalSpec,
+        "parent": ParentSpec, "response_actions": ResponseAction,
+    }
+    for index, item in enumerate(loc):
+        if isinstance(item, int):
+            continue
+        if model is ConnectorSpec and item == "endpoints":
+            model = EndpointSpec
+            return _model_at_endpoint(loc[index + 2:])
+        if item in children:
+            model = children[item]
+    return model
+
+
+def _model_at_endpoint(loc: tuple[Any, ...]) -> type[BaseModel]:
+    model: type[BaseModel] = EndpointSpec
+    children = {
+        "pagination": PaginationSpec, "incremental": IncrementalSpec,
+        "parent": ParentSpec, "response_actions": ResponseAction,
+    }
+    for item in loc:
+        if isinstance(item, str) and item in children:
+            model = children[item]
+    return model
+
+
+def _check_auth(spec: ConnectorSpec) -> None:
+    """Validate each auth entry against its method's options and fields."""
+    from restconnect.auth import get_auth_method
+
+    entries = spec.auth_entries
+    seen_fields: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        path = f"auth[{index}]" if isinstance(spec.auth, list) else "auth"
+        try:
+            method = get_auth_method(entry.method)
+        except KeyError as exc:
+            raise SpecError(str(exc.args[0]), source=spec.source, path=f"{path}.method")
+        fields = {field.name: field for field in method.fields}
+        for key, value in entry.options().items():
+            if key in fields and fields[key].secret:
+                raise SpecError(
+                    f"{key!r} is a secret and may not be written in a spec; "
+                    f"name an environment variable with 'env: {{{key}: VAR}}' "
+                    f"or pass {key}=... to connect()",
+                    source=spec.source, path=f"{path}.{key}")
+        for key in entry.env:
+            if key not in fields:
+                raise SpecError(
+                    f"'env' names {key!r}, which method {entry.method!r} does not use; "
+                    f"its fields are: {', '.join(fields) or 'none'}",
+                    source=spec.source, path=f"{path}.env.{key}")
+        options = {k: v for k, v in entry.options().items() if k not in fields}
+        try:
+            method.Options.model_validate(options)
+        except ValidationError as exc:
+            inner = format_validation_error(exc, spec.source or "")
+            raise SpecError(inner.problem, source=spec.source,
+                            path=".".join(p for p in (path, inner.path) if p)) from None
+        for name in fields:
+            if name in seen_fields:
+                raise SpecError(
+                    f"field {name!r} is used by both {seen_fields[name]!r} and "
+                    f"{entry.method!r}; combined methods need distinct field names",
+                    source=spec.source, path=path)
+            seen_fields[name] = entry.method
+
+
+def _check_endpoints(spec: ConnectorSpec) -> None:
+    for name, endpoint in spec.endpoints.items():
+        if endpoint.parent and endpoint.parent.endpoint not in spec.endpoints:
+            raise SpecError(
+                f"parent endpoint {endpoint.parent.endpoint!r} does not exist; "
+                f"known: {', '.join(spec.endpoints)}",
+                source=spec.source, path=f"endpoints.{name}.parent.endpoint")
+        for key, path in (("records", endpoint.records),):
+            if path:
+                _check_jmespath(path, spec.source, f"endpoints.{name}.{key}")
+
+
+def _check_jmespath(expression: str, source: str | None, path: str) -> None:
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise SpecError(f"not a valid path expression: {exc}", source=source,
+                        path=path) from None
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the spec format, for editors."""
+    schema = ConnectorSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "restconnect connector spec"
+    schema.get("properties", {}).pop("source", None)
+    return schema
