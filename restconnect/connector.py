@@ -1,0 +1,420 @@
+"""``connect()`` and the :class:`Connector` it returns."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+
+from restconnect.auth import get_auth_method
+from restconnect.auth.base import AuthContext, AuthMethod
+from restconnect.catalog import resolve_spec
+from restconnect.credentials import FieldRequest, resolve_credentials
+from restconnect.decoding import decode_body, extract_records, search_path
+from restconnect.exceptions import HTTPStatusError, ResponseError, SpecError
+from restconnect.frames import FrameBuilder, FrameOptions
+from restconnect.http import HttpClient
+from restconnect.pagination import Page, PageRequest, RepeatGuard, make_paginator
+from restconnect.redact import redact_params, redact_url, register_secret
+from restconnect.spec import ConnectorSpec, EndpointSpec, PaginationSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Connector", "FetchResult", "connect"]
+
+logger = logging.getLogger(__name__)
+
+
+def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
+            ca_bundle: str | None = None, interactive: bool | None = None,
+            concurrency: int | None = None, session: requests.Session | None = None,
+            **credentials: Any) -> Connector:
+    """Open a connector by name (bundled or user spec) or by a spec file path.
+
+    Args:
+        name_or_path: ``"github"``, ``"./my_api.yaml"`` or a loaded spec.
+        base_url: overrides the spec's base URL (a test server, a proxy).
+        ca_bundle: a CA file that wins over ``REQUESTS_CA_BUNDLE``.
+        interactive: whether missing credentials may be asked for; by
+            default, only in a notebook or on a terminal.
+        concurrency: parallel page requests when pages are addressable
+            (1 turns it off); the spec's ``concurrency`` by default.
+        **credentials: credential fields by name, such as ``token="..."``.
+
+    Example:
+        >>> conn = connect("github", token="ghp_...")          # doctest: +SKIP
+        >>> conn.fetch("repos", user="octocat").shape           # doctest: +SKIP
+    """
+    spec = resolve_spec(name_or_path)
+    return Connector(spec, base_url=base_url, ca_bundle=ca_bundle,
+                     interactive=interactive, concurrency=concurrency,
+                     session=session, credentials=credentials)
+
+
+class FetchResult:
+    """What a fetch did, kept in ``df.attrs["restconnect"]``."""
+
+    def __init__(self, connector: str, endpoint: str, params: Mapping[str, Any]):
+        self.connector = connector
+        self.endpoint = endpoint
+        self.params = redact_params(params)
+        self.pages = 0
+        self.records = 0
+        self.pages_from_cache = 0
+        self.truncated = False
+        self.truncated_reason: str | None = None
+        self.pagination: str | None = None
+        self.fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+class Connector:
+    """A REST API described by a spec, with its credentials and one HTTP session.
+
+    Example:
+        >>> from restconnect import connect
+        >>> conn = connect("sandbox", base_url=url, token=token)  # doctest: +SKIP
+        >>> conn.fetch("repos").head()                             # doctest: +SKIP
+    """
+
+    def __init__(self, spec: ConnectorSpec, *, credentials: Mapping[str, Any] | None = None,
+                 base_url: str | None = None, ca_bundle: str | None = None,
+                 interactive: bool | None = None, concurrency: int | None = None,
+                 session: requests.Session | None = None):
+        self.spec = spec
+        self.name = spec.name
+        self.base_url = (base_url or spec.resolved_base_url()).rstrip("/")
+        self.concurrency = concurrency or spec.concurrency
+        self.interactive = interactive
+        self.last_result: FetchResult | None = None
+        self.http = HttpClient(connector=self.name, timeout=spec.timeout,
+                               retry=spec.retry, rate_limit=spec.rate_limit,
+                               headers=spec.headers, ca_bundle=ca_bundle,
+                               pool_size=max(10, self.concurrency), session=session)
+        self.auth = self._build_auth(dict(credentials or {}), interactive)
+        self.http.auth = self.auth
+        for handler in self.auth:
+            handler.prepare_session(self.http.session)
+            self.http.redact_params += getattr(handler, "query_param_names", list)()
+
+    # ------------------------------------------------------------ setup
+
+    def _build_auth(self, given: dict[str, Any], interactive: bool | None
+                    ) -> list[AuthMethod]:
+        entries = self.spec.auth_entries
+        unknown = set(given) - {f.name for e in entries
+                                for f in get_auth_method(e.method).fields}
+        if unknown:
+            raise TypeError(
+                f"connect() got unexpected arguments {sorted(unknown)} for "
+                f"{self.name!r}; its credential fields are: "
+                f"{', '.join(self.credential_fields()) or 'none'}")
+        handlers = []
+        for entry in entries:
+            method = get_auth_method(entry.method)
+            field_names = {f.name for f in method.fields}
+            requests_ = [FieldRequest(f, method.name, entry.env.get(f.name),
+                                      entry.options().get(f.name)) for f in method.fields]
+            values = resolve_credentials(self.name, requests_, given,
+                                         interactive=interactive)
+            options = method.Options.model_validate(
+                {k: v for k, v in entry.options().items() if k not in field_names})
+            context = AuthContext(connector=self.name, base_url=self.base_url,
+                                  http=self.http, interactive=bool(interactive))
+            handlers.append(method(options, values, context))
+        for handler in handlers:
+            for secret in handler.secrets():
+                register_secret(secret)
+        return handlers
+
+    def credential_fields(self) -> list[str]:
+        """Names of every credential field this connector's auth uses."""
+        return [f.name for e in self.spec.auth_entries
+                for f in get_auth_method(e.method).fields]
+
+    # ------------------------------------------------------------ describing
+
+    @property
+    def endpoints(self) -> dict[str, EndpointSpec]:
+        return self.spec.endpoints
+
+    def endpoint(self, name: str) -> EndpointSpec:
+        """The spec of one endpoint; the error lists the known ones."""
+        try:
+            return self.spec.endpoints[name]
+        except KeyError:
+            raise SpecError(f"no endpoint {name!r}; known endpoints: "
+                            f"{', '.join(self.spec.endpoints)}",
+                            source=self.name) from None
+
+    def __repr__(self) -> str:
+        methods = "+".join(e.method for e in self.spec.auth_entries) or "none"
+        return (f"<Connector {self.name!r} {redact_url(self.base_url)} auth={methods} "
+                f"endpoints={len(self.spec.endpoints)}>")
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.http.close()
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ raw access
+
+    def request(self, method: str, path: str, *, params: Any = None, json: Any = None,
+                headers: Mapping[str, str] | None = None, endpoint: str | None = None,
+                cache: Any = None, accept_statuses: tuple[int, ...] = ()
+                ) -> requests.Response:
+        """Send one request to ``base_url + path`` with auth and every HTTP rule."""
+        url = path if re.match(r"^https?://", path) else f"{self.base_url}/{path.lstrip('/')}"
+        merged = {**self.spec.params, **(params or {})}
+        return self.http.request(method, url, params=merged or None, json=json,
+                                 headers=headers, endpoint=endpoint, cache=cache,
+                                 accept_statuses=accept_statuses)
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """GET a path and return the decoded body (the raw escape hatch)."""
+        response = self.request("GET", path, params=params, **kwargs)
+        return decode_body(response.content, response.headers.get("Content-Type", ""),
+                           where=f"{self.name} GET {path}")
+
+    def check(self) -> dict[str, Any]:
+        """Run the spec's ``check`` request; returns ``{"ok": True, "identity": ...}``."""
+        if self.spec.check is None:
+            raise SpecError("this connector has no 'check' request", source=self.name,
+                            path="check")
+        body = self.get(self.spec.check.path)
+        identity = search_path(body, self.spec.check.identity) if self.spec.check.identity else None
+        return {"ok": True, "identity": identity}
+
+    # ------------------------------------------------------------ fetching
+
+    def fetch(self, endpoint: str, *, limit: int | None = None,
+              max_pages: int | None = None, explode: str | None = None,
+              cache: Any = None, concurrency: int | None = None,
+              **params: Any) -> pd.DataFrame:
+        """Fetch every page of an endpoint into one DataFrame.
+
+        Args:
+            endpoint: the endpoint name in the spec.
+            limit: stop after this many records.
+            max_pages: stop after this many pages.
+            explode: a list column to turn into one row per element.
+            cache: ``False``, ``"refresh"`` or a TTL in seconds for this fetch.
+            concurrency: parallel page requests (1 turns it off).
+            **params: path placeholders first; the rest go to the query string.
+
+        Returns:
+            The records, with ``df.attrs["restconnect"]`` describing the fetch.
+        """
+        spec = self.endpoint(endpoint)
+        builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes, datetimes=spec.datetimes,
+                                            columns=spec.columns, explode=explode))
+        result = FetchResult(self.name, endpoint, params)
+        for page in self._pages(endpoint, spec, params, result, limit=limit,
+                                max_pages=max_pages, cache=cache,
+                                concurrency=concurrency):
+            builder.add_page(page.records)
+        frame = builder.finish()
+        frame.attrs["restconnect"] = result.as_dict()
+        return frame
+
+    def iter_pages(self, endpoint: str, *, limit: int | None = None,
+                   max_pages: int | None = None, cache: Any = None,
+                   concurrency: int | None = None, **params: Any) -> Iterator[Page]:
+        """Yield each page as it arrives (``page.records`` holds its records)."""
+        spec = self.endpoint(endpoint)
+        result = FetchResult(self.name, endpoint, params)
+        yield from self._pages(endpoint, spec, params, result, limit=limit,
+                               max_pages=max_pages, cache=cache, concurrency=concurrency)
+
+    def iter_records(self, endpoint: str, **kwargs: Any) -> Iterator[Any]:
+        """Yield records one at a time, fetching pages as needed."""
+        for page in self.iter_pages(endpoint, **kwargs):
+            yield from page.records
+
+    def build_request(self, endpoint: str, params: Mapping[str, Any]) -> PageRequest:
+        """The first request of an endpoint for the given parameters."""
+        spec = self.endpoint(endpoint)
+        path_values, rest = _split_params(self.name, endpoint, spec, params)
+        path = spec.path.format(**{k: quote(str(v), safe="") for k, v in path_values.items()})
+        query = {**self.spec.params, **spec.params}
+        body = dict(spec.body) if spec.body is not None else None
+        if body is not None and spec.method != "GET":
+            body.update(rest)
+        else:
+            query.update(rest)
+        query = {k: _param_value(v) for k, v in query.items() if v is not None}
+        return PageRequest(spec.method, f"{self.base_url}{path}", query, body,
+                           dict(spec.headers))
+
+    def _pagination(self, spec: EndpointSpec) -> PaginationSpec:
+        if spec.pagination is None:
+            return self.spec.pagination
+        merged = self.spec.pagination.model_dump(exclude_unset=True)
+        merged.update(spec.pagination.model_dump(exclude_unset=True))
+        return PaginationSpec.model_validate(merged)
+
+    def _pages(self, endpoint: str, spec: EndpointSpec, params: Mapping[str, Any],
+               result: FetchResult, *, limit: int | None, max_pages: int | None,
+               cache: Any, concurrency: int | None) -> Iterator[Page]:
+        pagination = self._pagination(spec)
+        paginator = make_paginator(pagination)
+        max_pages = max_pages or pagination.max_pages
+        workers = concurrency or pagination.concurrency or self.concurrency
+        self.last_result = result
+        request: PageRequest | None = paginator.first(self.build_request(endpoint, params))
+        guard = RepeatGuard(f"{self.name}.{endpoint}")
+        index = 0
+        while request is not None:
+            guard.check(request, index, self.http._redact)
+            page = self._fetch_page(endpoint, spec, request, index, cache)
+            planned = paginator.plan(request, page) if index == 0 and workers > 1 else None
+            if planned:
+                result.pagination = paginator.chosen_kind
+                yield self._emit(page, result, limit)
+                if self._should_stop(result, limit, max_pages, more=True):
+                    return
+                yield from self._concurrent(endpoint, spec, planned, result, limit,
+                                            max_pages, cache, workers)
+                return
+            following = paginator.next(request, page)
+            result.pagination = paginator.chosen_kind
+            yield self._emit(page, result, limit)
+            if self._should_stop(result, limit, max_pages, more=following is not None):
+                return
+            request = following
+            index += 1
+
+    def _emit(self, page: Page, result: FetchResult, limit: int | None) -> Page:
+        """Count a page, trimming its records to the limit."""
+        if limit is not None and result.records + len(page.records) > limit:
+            page.records = page.records[: max(0, limit - result.records)]
+            result.truncated = True
+            result.truncated_reason = f"limit={limit}"
+        result.pages += 1
+        result.records += len(page.records)
+        result.pages_from_cache += int(page.from_cache)
+        return page
+
+    @staticmethod
+    def _should_stop(result: FetchResult, limit: int | None, max_pages: int | None,
+                     *, more: bool) -> bool:
+        if limit is not None and result.records >= limit:
+            if more and not result.truncated:
+                result.truncated = True
+                result.truncated_reason = f"limit={limit}"
+            return True
+        if max_pages is not None and result.pages >= max_pages:
+            if more:
+                result.truncated = True
+                result.truncated_reason = f"max_pages={max_pages}"
+            return True
+        return False
+
+    def _concurrent(self, endpoint: str, spec: EndpointSpec, planned: list[PageRequest],
+                    result: FetchResult, limit: int | None, max_pages: int | None,
+                    cache: Any, workers: int) -> Iterator[Page]:
+        """Fetch addressable pages in parallel, yielding them in page order."""
+        pending: dict[int, Future[Page]] = {}
+        with ThreadPoolExecutor(max_workers=workers,
+                                thread_name_prefix=f"restconnect-{self.name}") as pool:
+            try:
+                for index, request in enumerate(planned, start=1):
+                    while len(pending) >= workers * 2:
+                        yield self._take_next(pending, result, limit)
+                        if self._should_stop(result, limit, max_pages, more=True):
+                            return
+                    pending[index] = pool.submit(self._fetch_page, endpoint, spec,
+                                                 request, index, cache)
+                while pending:
+                    yield self._take_next(pending, result, limit)
+                    if self._should_stop(result, limit, max_pages, more=bool(pending)):
+                        return
+            finally:
+                for future in pending.values():
+                    future.cancel()
+
+    def _take_next(self, pending: dict[int, Future[Page]], result: FetchResult,
+                   limit: int | None) -> Page:
+        """Wait for the lowest-numbered page in flight and count it."""
+        return self._emit(pending.pop(min(pending)).result(), result, limit)
+
+    def _fetch_page(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
+                    index: int, cache: Any) -> Page:
+        accept = tuple(a.status for a in spec.response_actions if a.status)
+        response = self.http.request(
+            request.method, request.url, params=request.params or None,
+            json=request.json, headers=request.headers, endpoint=endpoint, cache=cache,
+            accept_statuses=accept)
+        where = f"{self.name}.{endpoint}"
+        action = _matching_action(spec, response)
+        if action is not None:
+            body = self._apply_action(action, response, request, where)
+        else:
+            body = decode_body(response.content, response.headers.get("Content-Type", ""),
+                               fmt=spec.format, where=where)
+        records = extract_records(body, spec.records, where=where)
+        logger.debug("%s page %d: %d records", where, index + 1, len(records))
+        return Page(index, request, response, body, records,
+                    from_cache=bool(getattr(response, "from_cache", False)))
+
+    def _apply_action(self, action: Any, response: requests.Response,
+                      request: PageRequest, where: str) -> Any:
+        if action.action == "empty":
+            return None
+        message = action.message or f"the response matched {action.match or action.status}"
+        if action.action == "retry":
+            raise ResponseError(f"{where}: {message} (retry requested by the spec, "
+                                "retries exhausted)")
+        raise HTTPStatusError(response.status_code, request.method,
+                              self.http._redact(response.url), connector=self.name,
+                              endpoint=where.split(".", 1)[1], reason=message,
+                              response=response)
+
+
+def _matching_action(spec: EndpointSpec, response: requests.Response) -> Any:
+    for action in spec.response_actions:
+        if action.status is not None and action.status != response.status_code:
+            continue
+        if action.match is not None and not re.search(action.match, response.text):
+            continue
+        return action
+    return None
+
+
+def _split_params(connector: str, endpoint: str, spec: EndpointSpec,
+                  params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    needed = spec.path_params
+    missing = [name for name in needed if params.get(name) is None]
+    missing += [name for name in spec.required
+                if params.get(name) is None and spec.params.get(name) is None]
+    if missing:
+        required = ", ".join(needed + [r for r in spec.required if r not in needed])
+        raise SpecError(
+            f"missing parameter(s) {', '.join(missing)}; endpoint {endpoint!r} "
+            f"requires: {required} (path {spec.path})", source=connector,
+            path=f"endpoints.{endpoint}")
+    path_values = {name: params[name] for name in needed}
+    rest = {k: v for k, v in params.items() if k not in needed}
+    return path_values, rest
+
+
+def _param_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return value

@@ -1,0 +1,530 @@
+"""The HTTP layer every connector request goes through.
+
+:class:`HttpClient` wraps one ``requests.Session`` and adds what talking to
+real APIs needs: timeouts on every request, retries with backoff and jitter,
+``Retry-After`` and rate-limit headers, one re-authentication on 401, TLS
+rules for credentials, auth stripped on cross-host redirects, and log lines
+with redacted URLs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from restconnect._version import __version__
+from restconnect.exceptions import (
+    AuthError,
+    HTTPStatusError,
+    RateLimitError,
+    TransportError,
+)
+from restconnect.redact import redact_text, redact_url
+from restconnect.spec import RateLimitSpec, RetrySpec
+
+__all__ = ["HttpClient", "RateLimitState", "ResponseHook", "is_loopback", "user_agent"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_REDIRECTS = 10
+_BODY_EXCERPT = 300
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def user_agent() -> str:
+    """The User-Agent restconnect sends."""
+    return f"restconnect/{__version__} python-requests/{requests.__version__}"
+
+
+def is_loopback(url: str) -> bool:
+    """Whether the URL's host is this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ResponseHook(Protocol):
+    """A layer that may answer a request before it is sent (the cache)."""
+
+    def before_send(self, request: requests.PreparedRequest,
+                    policy: Any) -> requests.Response | None: ...
+
+    def after_receive(self, request: requests.PreparedRequest,
+                      response: requests.Response, policy: Any) -> requests.Response: ...
+
+
+@dataclass
+class RateLimitState:
+    """What the last response said about the remaining quota."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+    updated_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        reset = (datetime.fromtimestamp(self.reset_at, timezone.utc).isoformat()
+                 if self.reset_at else None)
+        return {"limit": self.limit, "remaining": self.remaining, "reset_at": reset}
+
+
+@dataclass
+class _Stats:
+    sent: int = 0
+    from_cache: int = 0
+    retries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+class HttpClient:
+    """One connector's HTTP session and its rules.
+
+    Args:
+        connector: the connector name, used in messages.
+        timeout: seconds to wait for a connection and for each read.
+        retry: retry rules; rate_limit: pacing rules.
+        headers: sent on every request.
+        auth: handlers applied in order to every request to the API.
+        ca_bundle: a CA file or folder that wins over the environment's.
+        pool_size: connections kept per host (at least the fetch concurrency).
+
+    Example:
+        >>> client = HttpClient(connector="demo")
+        >>> client.request("GET", "http://127.0.0.1:8765/health")  # doctest: +SKIP
+    """
+
+    def __init__(self, *, connector: str, timeout: float = 30.0,
+                 retry: RetrySpec | None = None, rate_limit: RateLimitSpec | None = None,
+                 headers: Mapping[str, str] | None = None,
+                 auth: Sequence[requests.auth.AuthBase] = (),
+                 ca_bundle: str | None = None, pool_size: int = 10,
+                 session: requests.Session | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.connector = connector
+        self.timeout = timeout
+        self.retry = retry or RetrySpec()
+        self.rate_limit = rate_limit or RateLimitSpec()
+        self.auth = list(auth)
+        self.ca_bundle = ca_bundle
+        self.cache: ResponseHook | None = None
+        self.rate_state = RateLimitState()
+        self.stats = _Stats()
+        self.redact_params: list[str] = []
+        self._sleep = sleep
+        self._pace_lock = threading.Lock()
+        self._next_slot = 0.0
+        self.session = session or requests.Session()
+        self._mount_adapters(pool_size)
+        self.session.headers["User-Agent"] = user_agent()
+        self.session.headers.update(headers or {})
+        for handler in self.auth:
+            prepare = getattr(handler, "prepare_session", None)
+            if prepare is not None:
+                prepare(self.session)
+
+    def _mount_adapters(self, pool_size: int) -> None:
+        for prefix in ("http://", "https://"):
+            current = self.session.get_adapter(prefix)
+            if type(current) is HTTPAdapter:
+                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10))
+                self.session.mount(prefix, adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # ------------------------------------------------------------ requests
+
+    def request(self, method: str, url: str, *, params: Any = None, json: Any = None,
+                data: Any = None, headers: Mapping[str, str] | None = None,
+                auth: bool | Iterable[requests.auth.AuthBase] = True,
+                endpoint: str | None = None, cache: Any = None,
+                accept_statuses: Iterable[int] = (), timeout: float | None = None,
+                stream: bool = False) -> requests.Response:
+        """Send a request with every rule applied and return the final response.
+
+        Args:
+            auth: True for the connector's handlers, False for none, or a list.
+            endpoint: the endpoint name, for messages and logs.
+            cache: the cache policy for this request (see the caching docs).
+            accept_statuses: error statuses returned instead of raised.
+
+        Raises:
+            HTTPStatusError, RateLimitError, AuthError, TransportError.
+        """
+        handlers = self.auth if auth is True else ([] if auth is False else list(auth))
+        base = requests.Request(method.upper(), url, params=params, json=json,
+                                data=data, headers=dict(headers or {}))
+        return self._send_with_retries(base, handlers, endpoint=endpoint, cache=cache,
+                                       accept=frozenset(accept_statuses),
+                                       timeout=timeout or self.timeout, stream=stream)
+
+    def _prepare(self, base: requests.Request,
+                 handlers: Sequence[requests.auth.AuthBase]) -> requests.PreparedRequest:
+        prepared = self.session.prepare_request(base)
+        for handler in handlers:
+            if not is_loopback(prepared.url or "") and _sends_credentials(handler):
+                _require_https(prepared.url or "", handler, self.connector)
+            prepared = handler(prepared)
+        return prepared
+
+    def _send_with_retries(self, base: requests.Request,
+                           handlers: Sequence[requests.auth.AuthBase], *,
+                           endpoint: str | None, cache: Any, accept: frozenset[int],
+                           timeout: float, stream: bool) -> requests.Response:
+        attempt = 0
+        reauthenticated = False
+        rotations = 0
+        while True:
+            attempt += 1
+            prepared = self._prepare(base, handlers)
+            if self.cache is not None and prepared.method in ("GET", "HEAD"):
+                cached = self.cache.before_send(prepared, cache)
+                if cached is not None:
+                    self.stats.add("from_cache")
+                    return cached
+            self._pace(endpoint)
+            try:
+                response = self._send_following_redirects(prepared, base, handlers,
+                                                          timeout=timeout, stream=stream)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if self._can_retry(base.method, attempt):
+                    self._wait_before_retry(attempt, None, exc, prepared)
+                    continue
+                raise self._transport_error(exc, prepared, handlers) from None
+            self._update_rate_state(response)
+
+            if response.status_code == 401 and handlers and not reauthenticated:
+                if any(_renew(handler, response) for handler in handlers):
+                    reauthenticated = True
+                    attempt -= 1
+                    continue
+            if response.status_code == 401 and handlers:
+                raise self._auth_error(response, prepared, handlers, endpoint)
+
+            if self._is_rate_limited(response) and rotations < len(handlers) * 8:
+                if any(_rotate(handler, response) for handler in handlers):
+                    rotations += 1
+                    attempt -= 1
+                    continue
+
+            if self._should_retry(response, base.method, attempt):
+                self._wait_before_retry(attempt, response, None, prepared, endpoint)
+                continue
+
+            if self.cache is not None and prepared.method in ("GET", "HEAD"):
+                response = self.cache.after_receive(prepared, response, cache)
+            if response.status_code >= 400 and response.status_code not in accept:
+                raise self._status_error(response, prepared, endpoint)
+            return response
+
+    def _send_following_redirects(self, prepared: requests.PreparedRequest,
+                                  base: requests.Request,
+                                  handlers: Sequence[requests.auth.AuthBase], *,
+                                  timeout: float, stream: bool) -> requests.Response:
+        origin = _origin(prepared.url or "")
+        started = time.perf_counter()
+        for _ in range(_MAX_REDIRECTS + 1):
+            self.stats.add("sent")
+            response = self.session.send(prepared, timeout=timeout, stream=stream,
+                                         allow_redirects=False, **self._tls_settings(prepared))
+            elapsed = (time.perf_counter() - started) * 1000
+            logger.debug("%s %s -> %s (%.0f ms)", prepared.method,
+                         self._redact(prepared.url), response.status_code, elapsed)
+            location = response.headers.get("Location")
+            if not response.is_redirect or not location:
+                return response
+            prepared = self._redirected(prepared, response, location, base, handlers, origin)
+            response.close()
+        raise TransportError(f"{self.connector}: more than {_MAX_REDIRECTS} redirects "
+                             f"for {self._redact(base.url)}")
+
+    def _redirected(self, prepared: requests.PreparedRequest, response: requests.Response,
+                    location: str, base: requests.Request,
+                    handlers: Sequence[requests.auth.AuthBase],
+                    origin: tuple[str, str, int | None]) -> requests.PreparedRequest:
+        target = urljoin(prepared.url or "", location)
+        method = prepared.method or "GET"
+        keep_body = response.status_code in (307, 308)
+        if response.status_code == 303 or (not keep_body and method == "POST"):
+            method = "GET"
+        headers = {k: v for k, v in base.headers.items()
+                   if k.lower() not in ("authorization", "cookie")}
+        follow = requests.Request(method, target, headers=headers,
+                                  json=base.json if keep_body else None,
+                                  data=base.data if keep_body else None)
+        same_origin = _origin(target) == origin
+        if not same_origin:
+            logger.debug("redirect to another host: credentials not forwarded")
+        return self._prepare(follow, handlers if same_origin else [])
+
+    def _tls_settings(self, prepared: requests.PreparedRequest) -> dict[str, Any]:
+        # A CA bundle given to restconnect must win over REQUESTS_CA_BUNDLE and
+        # CURL_CA_BUNDLE, which requests would otherwise prefer to verify=True.
+        verify = self.ca_bundle
+        for handler in self.auth:
+            verify = getattr(handler, "verify", None) or verify
+        settings = self.session.merge_environment_settings(
+            prepared.url, {}, None, verify, None)
+        cert = next((getattr(h, "cert") for h in self.auth if getattr(h, "cert", None)),
+                    None)
+        return {"verify": settings["verify"], "proxies": settings["proxies"],
+                "cert": cert or self.session.cert}
+
+    # ------------------------------------------------------------ retries
+
+    def _can_retry(self, method: str | None, attempt: int) -> bool:
+        return attempt < self.retry.attempts and (method or "GET") in self.retry.methods
+
+    def _should_retry(self, response: requests.Response, method: str | None,
+                      attempt: int) -> bool:
+        status = response.status_code
+        if status not in self.retry.statuses and not self._is_rate_limited(response):
+            return False
+        return self._can_retry(method, attempt)
+
+    def _is_rate_limited(self, response: requests.Response) -> bool:
+        if response.status_code == 429:
+            return True
+        return response.status_code == 403 and response.headers.get(
+            "X-RateLimit-Remaining") == "0"
+
+    def _wait_before_retry(self, attempt: int, response: requests.Response | None,
+                           error: Exception | None, prepared: requests.PreparedRequest,
+                           endpoint: str | None = None) -> None:
+        self.stats.add("retries")
+        requested = _requested_wait(response) if response is not None else None
+        if requested is not None and requested > self.rate_limit.max_wait:
+            raise self._rate_limit_error(response, prepared, endpoint, requested)
+        backoff = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
+        wait = requested if requested is not None else random.uniform(0, backoff) + backoff / 2
+        why = (f"HTTP {response.status_code}" if response is not None
+               else type(error).__name__)
+        logger.info("%s: %s for %s; retrying in %.1f s (attempt %d of %d)",
+                    self.connector, why, self._redact(prepared.url), wait, attempt + 1,
+                    self.retry.attempts)
+        self._sleep(wait)
+
+    # ------------------------------------------------------------ rate limits
+
+    def _update_rate_state(self, response: requests.Response) -> None:
+        limit, remaining, reset_at = _parse_rate_headers(response.headers)
+        if remaining is None and limit is None:
+            return
+        with self._pace_lock:
+            self.rate_state = RateLimitState(limit, remaining, reset_at, time.time())
+
+    def _pace(self, endpoint: str | None) -> None:
+        """Wait before sending so the quota is spread instead of spent at once."""
+        with self._pace_lock:
+            wait = 0.0
+            now = time.monotonic()
+            rps = self.rate_limit.requests_per_second
+            if rps:
+                wait = max(0.0, self._next_slot - now)
+                self._next_slot = max(now, self._next_slot) + 1.0 / rps
+            wait = max(wait, self._quota_wait(endpoint))
+        if wait > 0:
+            self._sleep(wait)
+
+    def _quota_wait(self, endpoint: str | None) -> float:
+        state = self.rate_state
+        if state.remaining is None or state.reset_at is None:
+            return 0.0
+        until_reset = max(0.0, state.reset_at - time.time())
+        if state.remaining > self.rate_limit.slow_down_below or until_reset == 0:
+            return 0.0
+        if state.remaining <= 0:
+            if until_reset > self.rate_limit.max_wait:
+                retry_at = datetime.fromtimestamp(state.reset_at, timezone.utc)
+                raise RateLimitError(
+                    429, "GET", "(not sent)", connector=self.connector, endpoint=endpoint,
+                    reason="quota used up",
+                    hint=f"the quota resets at {retry_at.isoformat()}; retry then",
+                    retry_at=retry_at)
+            logger.warning("%s: rate-limit quota used up; waiting %.1f s for the reset",
+                           self.connector, until_reset)
+            return until_reset
+        wait = min(until_reset / (state.remaining + 1), self.rate_limit.max_wait)
+        logger.info("%s: %d requests left until the reset; pausing %.2f s",
+                    self.connector, state.remaining, wait)
+        return wait
+
+    # ------------------------------------------------------------ errors
+
+    def _redact(self, url: str | None) -> str:
+        return redact_url(url or "", self.redact_params)
+
+    def _status_error(self, response: requests.Response,
+                      prepared: requests.PreparedRequest,
+                      endpoint: str | None) -> HTTPStatusError:
+        hint = ""
+        if response.status_code == 403 and "rate limit" in response.text[:500].lower():
+            hint = "rate limit exceeded"
+        return HTTPStatusError(
+            response.status_code, prepared.method or "GET", self._redact(prepared.url),
+            connector=self.connector, endpoint=endpoint, reason=response.reason or "",
+            body_excerpt=body_excerpt(response), response=response, hint=hint)
+
+    def _rate_limit_error(self, response: requests.Response | None,
+                          prepared: requests.PreparedRequest, endpoint: str | None,
+                          requested: float) -> RateLimitError:
+        retry_at = datetime.now(timezone.utc) + timedelta(seconds=requested)
+        logger.warning("%s: the API asks to wait %.0f s, more than rate_limit.max_wait "
+                       "(%.0f s); giving up", self.connector, requested,
+                       self.rate_limit.max_wait)
+        return RateLimitError(
+            response.status_code if response is not None else 429,
+            prepared.method or "GET", self._redact(prepared.url),
+            connector=self.connector, endpoint=endpoint,
+            reason=response.reason if response is not None else "",
+            hint=f"retry after {retry_at.isoformat(timespec='seconds')}",
+            response=response, retry_at=retry_at)
+
+    def _auth_error(self, response: requests.Response, prepared: requests.PreparedRequest,
+                    handlers: Sequence[requests.auth.AuthBase],
+                    endpoint: str | None) -> AuthError:
+        names = "+".join(getattr(h, "name", type(h).__name__) for h in handlers)
+        where = f" ({endpoint})" if endpoint else ""
+        return AuthError(
+            f"credentials refused with HTTP 401 for {prepared.method} "
+            f"{self._redact(prepared.url)}{where}: {body_excerpt(response)}",
+            connector=self.connector, method=names)
+
+    def _transport_error(self, error: Exception, prepared: requests.PreparedRequest,
+                         handlers: Sequence[requests.auth.AuthBase]) -> TransportError:
+        detail = None
+        for handler in handlers:
+            explain = getattr(handler, "explain_transport_error", None)
+            detail = detail or (explain(error) if explain else None)
+        if detail is None:
+            kind = "timed out" if isinstance(error, requests.Timeout) else "failed"
+            detail = f"{kind}: {_root_cause(error)}"
+        return TransportError(redact_text(
+            f"{self.connector}: {prepared.method} {self._redact(prepared.url)} {detail}"))
+
+
+def body_excerpt(response: requests.Response, limit: int = _BODY_EXCERPT) -> str:
+    """The start of a response body, on one line and redacted."""
+    try:
+        text = response.text
+    except Exception:  # a body that cannot be decoded is not worth failing over
+        return ""
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return redact_text(text)
+
+
+def _root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return str(error) or type(error).__name__
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _sends_credentials(handler: requests.auth.AuthBase) -> bool:
+    return bool(getattr(handler, "sends_credentials", True))
+
+
+def _require_https(url: str, handler: requests.auth.AuthBase, connector: str) -> None:
+    if urlsplit(url).scheme != "https":
+        name = getattr(handler, "name", type(handler).__name__)
+        raise AuthError(
+            f"refusing to send credentials over plain HTTP to {urlsplit(url).hostname}; "
+            "use https:// (plain http is allowed only to loopback hosts)",
+            connector=connector, method=name)
+
+
+def _renew(handler: requests.auth.AuthBase, response: requests.Response) -> bool:
+    renew = getattr(handler, "handle_401", None)
+    return bool(renew(response)) if renew else False
+
+
+def _rotate(handler: requests.auth.AuthBase, response: requests.Response) -> bool:
+    rotate = getattr(handler, "handle_rate_limited", None)
+    return bool(rotate(response)) if rotate else False
+
+
+def _requested_wait(response: requests.Response) -> float | None:
+    """Seconds the server asks us to wait, from Retry-After or reset headers."""
+    value = response.headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    _, remaining, reset_at = _parse_rate_headers(response.headers)
+    if remaining == 0 and reset_at is not None:
+        return max(0.0, reset_at - time.time())
+    return None
+
+
+def _parse_rate_headers(headers: Mapping[str, str]) -> tuple[int | None, int | None,
+                                                             float | None]:
+    """Limit, remaining and reset time from GitHub-style or IETF headers."""
+    limit = _int(headers.get("X-RateLimit-Limit"))
+    remaining = _int(headers.get("X-RateLimit-Remaining"))
+    reset = _int(headers.get("X-RateLimit-Reset"))
+    reset_at = float(reset) if reset is not None else None
+    if reset_at is not None and reset_at < 10**9:
+        reset_at = time.time() + reset_at
+    ietf = headers.get("RateLimit")
+    if ietf:
+        fields = dict(re.findall(r"\b(limit|remaining|reset|r|t)=\"?(\d+)", ietf))
+        remaining = _int(fields.get("remaining") or fields.get("r"), remaining)
+        seconds = _int(fields.get("reset") or fields.get("t"))
+        reset_at = time.time() + seconds if seconds is not None else reset_at
+        limit = _int(fields.get("limit"), limit)
+    if remaining is None:
+        remaining = _int(headers.get("RateLimit-Remaining"))
+        seconds = _int(headers.get("RateLimit-Reset"))
+        reset_at = time.time() + seconds if seconds is not None else reset_at
+        limit = _int(headers.get("RateLimit-Limit"), limit)
+    if limit is None:
+        policy = headers.get("RateLimit-Policy")
+        match = re.search(r"(?:^|[;,\s])q=(\d+)", policy or "") or re.match(
+            r"\s*(\d+)", policy or "")
+        limit = int(match.group(1)) if match else None
+    return limit, remaining, reset_at
+
+
+def _int(value: str | None, default: int | None = None) -> int | None:
+    if value is None:
+        return default
+    try:
+        return int(str(value).strip().split(",")[0])
+    except ValueError:
+        return default
