@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 import yaml
 from pydantic import (
@@ -317,14 +317,16 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def format_validation_error(exc: ValidationError, source: str) -> SpecError:
+def format_validation_error(exc: ValidationError, source: str,
+                            model: type[BaseModel] | None = None) -> SpecError:
     """Turn pydantic's errors into one ``SpecError`` with key paths and hints."""
+    root = model or ConnectorSpec
     lines = []
     first_path = ""
     for error in exc.errors():
         path = _key_path(error["loc"])
         first_path = first_path or path
-        lines.append(f"{path or '(top level)'}: {_describe(error)}")
+        lines.append(f"{path or '(top level)'}: {_describe(error, root)}")
     problem = lines[0].split(": ", 1)[1] if len(lines) == 1 else (
         f"{len(lines)} problems:\n  " + "\n  ".join(lines))
     return SpecError(problem, source=source, path=first_path if len(lines) == 1 else "")
@@ -335,20 +337,25 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("AuthSpec", "list[AuthSpec]", "str", "list[str]") or (
-                isinstance(item, str) and item.startswith(("function-", "list["))):
-            # pydantic adds union branch names to the location; users never wrote them.
+        elif _is_branch_label(item):
             continue
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts)
 
 
-def _describe(error: Any) -> str:
+def _is_branch_label(item: Any) -> bool:
+    # pydantic adds union branch names to locations; users never wrote them.
+    return isinstance(item, str) and (
+        item in ("AuthSpec", "str", "int", "float", "bool", "none")
+        or item.startswith(("function-", "list[", "dict[")))
+
+
+def _describe(error: Any, root: type[BaseModel]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(error["loc"][-1])
-        hint = _did_you_mean(key, error)
+        hint = _did_you_mean(key, error["loc"][:-1], root)
         return f"unknown key {key!r}" + (f"; did you mean {hint!r}?" if hint else "")
     if kind == "missing":
         return "required key is missing"
@@ -364,43 +371,36 @@ def _describe(error: Any) -> str:
     return message
 
 
-def _did_you_mean(key: str, error: Any) -> str | None:
-    model = _model_at(error["loc"][:-1])
+def _did_you_mean(key: str, loc: tuple[Any, ...], root: type[BaseModel]) -> str | None:
+    model = _model_at(loc, root)
     if model is None:
         return None
     matches = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class a location points into, for suggestions."""
-    model: type[BaseModel] = ConnectorSpec
-    children = {
-        "retry": RetrySpec, "rate_limit": RateLimitSpec, "pagination": PaginationSpec,
-        "cache": CacheSpec, "check": CheckSpec, "incremental": IncrementalSpec,
-        "parent": ParentSpec, "response_actions": ResponseAction,
-    }
-    for index, item in enumerate(loc):
-        if isinstance(item, int):
-            continue
-        if model is ConnectorSpec and item == "endpoints":
-            model = EndpointSpec
-            return _model_at_endpoint(loc[index + 2:])
-        if item in children:
-            model = children[item]
-    return model
-
-
-def _model_at_endpoint(loc: tuple[Any, ...]) -> type[BaseModel]:
-    model: type[BaseModel] = EndpointSpec
-    children = {
-        "pagination": PaginationSpec, "incremental": IncrementalSpec,
-        "parent": ParentSpec, "response_actions": ResponseAction,
-    }
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model class a location points into, following field annotations."""
+    model: type[BaseModel] | None = root
     for item in loc:
-        if isinstance(item, str) and item in children:
-            model = children[item]
+        if model is None:
+            return None
+        if isinstance(item, int) or _is_branch_label(item):
+            continue
+        if item in model.model_fields:
+            model = _inner_model(model.model_fields[item].annotation)
+        # Any other string is a key of a dict field (an endpoint name): stay.
     return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_auth(spec: ConnectorSpec) -> None:
@@ -433,7 +433,7 @@ def _check_auth(spec: ConnectorSpec) -> None:
         try:
             method.Options.model_validate(options)
         except ValidationError as exc:
-            inner = format_validation_error(exc, spec.source or "")
+            inner = format_validation_error(exc, spec.source or "", method.Options)
             raise SpecError(inner.problem, source=spec.source,
                             path=".".join(p for p in (path, inner.path) if p)) from None
         for name in fields:
