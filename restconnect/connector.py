@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -354,13 +355,8 @@ class Connector:
 
     def _fetch_page(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
                     index: int, cache: Any) -> Page:
-        accept = tuple(a.status for a in spec.response_actions if a.status)
-        response = self.http.request(
-            request.method, request.url, params=request.params or None,
-            json=request.json, headers=request.headers, endpoint=endpoint, cache=cache,
-            accept_statuses=accept)
         where = f"{self.name}.{endpoint}"
-        action = _matching_action(spec, response)
+        response, action = self._send_page(endpoint, spec, request, cache)
         if action is not None:
             body = self._apply_action(action, response, request, where)
         else:
@@ -371,14 +367,34 @@ class Connector:
         return Page(index, request, response, body, records,
                     from_cache=bool(getattr(response, "from_cache", False)))
 
+    def _send_page(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
+                   cache: Any) -> tuple[requests.Response, Any]:
+        """Send a page request, repeating it while a ``retry`` action matches."""
+        accept = tuple(a.status for a in spec.response_actions if a.status)
+        retry = self.spec.retry
+        attempt = 1
+        while True:
+            response = self.http.request(
+                request.method, request.url, params=request.params or None,
+                json=request.json, headers=request.headers, endpoint=endpoint,
+                cache=cache if attempt == 1 else False, accept_statuses=accept)
+            action = _matching_action(spec, response)
+            if action is None or action.action != "retry" or attempt == retry.attempts:
+                return response, action
+            wait = min(retry.max_backoff, retry.backoff * 2 ** (attempt - 1))
+            logger.info("%s.%s: response matched a retry action; retrying in %.1f s",
+                        self.name, endpoint, wait)
+            time.sleep(wait)
+            attempt += 1
+
     def _apply_action(self, action: Any, response: requests.Response,
                       request: PageRequest, where: str) -> Any:
         if action.action == "empty":
             return None
         message = action.message or f"the response matched {action.match or action.status}"
         if action.action == "retry":
-            raise ResponseError(f"{where}: {message} (retry requested by the spec, "
-                                "retries exhausted)")
+            raise ResponseError(f"{where}: {message} (still after "
+                                f"{self.spec.retry.attempts} tries)")
         raise HTTPStatusError(response.status_code, request.method,
                               self.http._redact(response.url), connector=self.name,
                               endpoint=where.split(".", 1)[1], reason=message,
