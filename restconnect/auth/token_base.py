@@ -11,11 +11,10 @@ cannot be lost.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -354,14 +353,25 @@ class TokenAuth(AuthMethod):
         if base is not None and base.refresh_token:
             try:
                 return self.refresh(base)
-            except TokenRefreshError as exc:
-                if oauth_error(exc) == "invalid_grant":
-                    self.forget()
-                if not self.silent:
-                    raise
-                logger.debug("%s: refresh failed; fetching a new token",
-                             self.context.connector)
+            except AuthError as exc:
+                self._refresh_failed(exc)
         return self.obtain_token()
+
+    def _refresh_failed(self, exc: AuthError) -> None:
+        """After a failed refresh: clear a dead refresh token, fall back or raise."""
+        refused = oauth_error(exc) == "invalid_grant"
+        if refused:
+            self.forget()
+        if self.silent:
+            logger.debug("%s: refresh failed; fetching a new token", self.context.connector)
+            return
+        if not refused:
+            raise exc
+        name = self.context.connector or "NAME"
+        raise TokenRefreshError(
+            "the provider refused the refresh token (invalid_grant), so the stored "
+            f"token was removed; sign in again with `restconnect login {name}`",
+            connector=self.context.connector, method=self.name) from None
 
     def _accept(self, token: Token) -> None:
         """Persist first, then use: a rotated refresh token must never be lost."""
@@ -567,13 +577,3 @@ def _direct_http() -> _DirectHttp:
     if _direct is None:
         _direct = _DirectHttp()
     return _direct
-
-
-@contextlib.contextmanager
-def _noop() -> Iterator[None]:
-    yield
-
-
-def dump_json(value: Any) -> str:
-    """Compact JSON for request bodies."""
-    return json.dumps(value, separators=(",", ":"))

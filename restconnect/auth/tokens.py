@@ -199,6 +199,11 @@ class TokenStore:
         if value is None:
             value = Fernet.generate_key().decode()
             keyring.set_password(_KEYRING_SERVICE, account, value)
+            if keyring.get_password(_KEYRING_SERVICE, account) != value:
+                # A backend that accepts but forgets would lose every token.
+                logger.warning("the OS keyring did not keep the token key; "
+                               "using a 0600 key file instead")
+                return self._file_key()
         return value.encode()
 
     def _file_key(self) -> bytes:
