@@ -108,9 +108,10 @@ class Paginator:
         self.spec = spec
 
     def first(self, request: PageRequest) -> PageRequest:
-        """The first request, with the page size set."""
+        """The first request, with the page size set unless the caller gave one."""
         size_param = self.spec.page_size_param or self.default_size_param()
-        if self.spec.page_size and size_param:
+        given = request.json if self.spec.location == "body" else request.params
+        if self.spec.page_size and size_param and size_param not in (given or {}):
             request = request.with_param(size_param, self.spec.page_size,
                                          self.spec.location)
         return request
@@ -162,6 +163,11 @@ class SinglePagePaginator(Paginator):
     """The endpoint answers with everything at once."""
 
     kind = "none"
+
+    def first(self, request: PageRequest) -> PageRequest:
+        # An endpoint that overrides the connector's pagination with 'none' would
+        # otherwise inherit its page size and send e.g. per_page to a single object.
+        return request
 
 
 @register_paginator
