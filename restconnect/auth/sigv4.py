@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import os
 import posixpath
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field as PydanticField
+from pydantic import BaseModel, ConfigDict, Field as PydanticField, field_validator
 
 from restconnect.auth import register_auth
 from restconnect.auth.base import AuthMethod, Field
@@ -67,6 +69,17 @@ class SigV4Options(BaseModel):
     #: Put ``X-Amz-Security-Token`` in the signed headers (most services) or
     #: add it after signing (the few that ask for that).
     sign_session_token: bool = True
+
+    @field_validator("region", "service")
+    @classmethod
+    def _from_environment(cls, value: str) -> str:
+        """Fill ``${AWS_REGION:-us-east-1}`` the way ``base_url`` is filled."""
+        def fill(match: re.Match[str]) -> str:
+            return os.environ.get(match.group(1)) or match.group(3) or ""
+        filled = re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", fill, value)
+        if not filled:
+            raise ValueError(f"{value!r} is empty once the environment is applied")
+        return filled
 
 
 @dataclass(frozen=True)
