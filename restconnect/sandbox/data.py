@@ -164,6 +164,13 @@ class Collection:
         encoded = self.encoded
         return [encoded[pos] for pos in positions]
 
+    def load(self, rows: list[dict[str, Any]]) -> None:
+        """Replace every row, as after a fresh generation."""
+        with self.lock:
+            self.rows[:] = rows
+            self._reindex()
+            self.version += 1
+
     def replace(self, changed: dict[Any, dict[str, Any]],
                 added: list[dict[str, Any]] = ()) -> None:
         """Store changed rows (by key) and new rows, re-encoding what changed."""
@@ -207,6 +214,15 @@ class Dataset:
         self.releases = self._releases(repos)
         self._touch_rng = random.Random(seed + 1)
         self._touch_clock = 0.0
+
+    def restore(self) -> None:
+        """Undo every change: regenerate the records from the seed."""
+        fresh = Dataset(self.seed, self.sizes)
+        for name in ("users", "repos", "issues", "events", "customers", "invoices",
+                     "payments"):
+            self.collection(name).load(fresh.collection(name).rows)
+        self.releases = fresh.releases
+        self._touch_rng = random.Random(self.seed + 1)
 
     def collection(self, name: str) -> Collection:
         found = getattr(self, name, None)

@@ -143,8 +143,9 @@ class Failure:
     """A failure a request asked for.
 
     Attributes:
-        status: the status to answer with, or 0 for ``drop`` (close the
-            connection without an answer).
+        status: the status to answer with, 0 for ``drop`` (close the
+            connection without an answer) or 200 for ``slow`` (answer normally
+            after ``delay``).
         count: fail only the first ``count`` matching requests; None is always.
         retry_after: ``Retry-After`` value: seconds as text, or an HTTP-date.
         delay: seconds to wait before answering.
@@ -164,7 +165,8 @@ def parse_failure(spec: str, now: float | None = None) -> Failure:
     """Read ``429;count=2;retry_after=1`` style text.
 
     ``retry_after`` takes seconds, ``date`` (an HTTP-date two seconds ahead) or
-    ``date:N`` (N seconds ahead). The first item is a status code or ``drop``.
+    ``date:N`` (N seconds ahead). The first item is an error status, ``drop``
+    or ``slow``; ``delay=<seconds>`` waits before answering.
 
     Raises:
         ValueError: text that does not follow that form.
@@ -172,7 +174,8 @@ def parse_failure(spec: str, now: float | None = None) -> Failure:
     parts = [part.strip() for part in spec.split(";") if part.strip()]
     if not parts:
         raise ValueError("an empty failure spec")
-    status = 0 if parts[0] == "drop" else _status(parts[0])
+    named = {"drop": 0, "slow": 200}
+    status = named[parts[0]] if parts[0] in named else _status(parts[0])
     options = dict(_option(part) for part in parts[1:])
     unknown = set(options) - {"count", "retry_after", "delay", "key"}
     if unknown:
@@ -190,7 +193,7 @@ def parse_failure(spec: str, now: float | None = None) -> Failure:
 
 def _status(text: str) -> int:
     if not text.isdigit() or not 400 <= int(text) <= 599:
-        raise ValueError(f"{text!r} is not an error status or 'drop'")
+        raise ValueError(f"{text!r} is not an error status, 'drop' or 'slow'")
     return int(text)
 
 
