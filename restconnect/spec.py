@@ -160,6 +160,16 @@ class ParentSpec(_Model):
     )
     batch_size: int | None = Field(None, ge=1)
     separator: str = ","
+    key: str | None = Field(
+        None, description="child field holding the batched value; needed with batch_size",
+    )
+
+    @model_validator(mode="after")
+    def _batch_needs_key(self) -> ParentSpec:
+        if self.batch_size and not self.key:
+            raise ValueError("batch_size needs 'key': the child field that holds each "
+                             "batched parent value")
+        return self
 
 
 class CacheSpec(_Model):

@@ -360,6 +360,7 @@ class Dataset:
                 {"city": city[0], "country": city[1]},
                 "metadata": {"tier": rng.choice(("free", "team", "enterprise"))},
             })
+            _link_metadata(rows[-1], linked)
         rows.sort(key=lambda row: (row["created"], row["id"]), reverse=True)
         return rows
 
@@ -480,6 +481,21 @@ class Dataset:
         else:
             raise KeyError(f"records cannot be created in {name!r}")
         return _changed(name, template, stamp, mutate=False)
+
+
+def _link_metadata(customer: dict[str, Any], user: dict[str, Any] | None) -> None:
+    """Cross-service keys on a customer linked to a code-hosting user.
+
+    Like Stripe's, metadata values are strings: ``code_user_id`` is the
+    user's integer id as text, and ``code_email`` the user's email as typed at
+    sign-up (first letter upper-cased), so joins must normalise type and case.
+    No random draws here, so every other generated value stays as it was.
+    """
+    if user is None:
+        return
+    customer["metadata"]["code_user_id"] = str(user["id"])
+    if user["email"]:
+        customer["metadata"]["code_email"] = user["email"][:1].upper() + user["email"][1:]
 
 
 def _changed(name: str, row: dict[str, Any], stamp: float, *,
