@@ -214,15 +214,19 @@ class Dataset:
         self.releases = self._releases(repos)
         self._touch_rng = random.Random(seed + 1)
         self._touch_clock = 0.0
+        self._dirty = False
 
     def restore(self) -> None:
         """Undo every change: regenerate the records from the seed."""
+        if not self._dirty:
+            return
         fresh = Dataset(self.seed, self.sizes)
         for name in ("users", "repos", "issues", "events", "customers", "invoices",
                      "payments"):
             self.collection(name).load(fresh.collection(name).rows)
         self.releases = fresh.releases
         self._touch_rng = random.Random(self.seed + 1)
+        self._dirty = False
 
     def collection(self, name: str) -> Collection:
         found = getattr(self, name, None)
@@ -440,6 +444,7 @@ class Dataset:
             KeyError: unknown collection or record id.
         """
         collection = self.collection(name)
+        self._dirty = True
         with collection.lock:
             stamp = self._next_stamp(collection)
             chosen = self._pick(collection, ids, count)
