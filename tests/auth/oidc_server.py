@@ -149,6 +149,8 @@ class OIDCProvider:
             confirm.fields.pop("confirm", None)
         response = browser.post(urljoin(url, confirm.action), data=confirm.fields,
                                 allow_redirects=False, timeout=10)
+        if abort:
+            return response.text
         for _ in range(20):
             location = response.headers.get("Location")
             if location:
