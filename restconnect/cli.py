@@ -137,7 +137,7 @@ def write_frame(frame: Any, path: str) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from restconnect.sandbox.demo import run_demo
+    from restconnect.demo import run_demo
 
     return run_demo(rows=args.rows)
 
