@@ -45,6 +45,10 @@ _LAZY = {
     "Paginator": "restconnect.pagination",
     "AuthMethod": "restconnect.auth.base",
     "Field": "restconnect.auth.base",
+    "enrich": "restconnect.join",
+    "load": "restconnect.dataset",
+    "load_dataset": "restconnect.dataset",
+    "read_dataset": "restconnect.dataset",
 }
 
 __all__ = sorted([
@@ -62,13 +66,22 @@ __all__ = sorted([
     "TokenRefreshError",
     "TransportError",
     "__version__",
+    "join",
+    "sql",
     *_LAZY,
 ])
+
+# ``join`` and ``sql`` are also submodule names. Both modules are light, so
+# the functions are bound now: importing a submodule later cannot shadow them.
+from restconnect.join import join  # noqa: E402
+from restconnect.sql import sql  # noqa: E402
 
 if TYPE_CHECKING:
     from restconnect.auth import register_auth
     from restconnect.auth.base import AuthMethod, Field
     from restconnect.connector import Connector, connect
+    from restconnect.dataset import load, load_dataset, read_dataset
+    from restconnect.join import enrich
     from restconnect.pagination import Paginator, register_paginator
     from restconnect.spec import ConnectorSpec, load_spec
 

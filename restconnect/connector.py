@@ -221,6 +221,11 @@ class Connector:
             The records, with ``df.attrs["restconnect"]`` describing the fetch.
         """
         spec = self.endpoint(endpoint)
+        if spec.parent is not None and not all(n in params for n in spec.parent.params):
+            from restconnect.join import fetch_children  # parent rows, then children
+
+            return fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
+                                  cache=cache, workers=concurrency, **params)
         builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes, datetimes=spec.datetimes,
                                             columns=spec.columns, explode=explode))
         result = FetchResult(self.name, endpoint, params)
