@@ -106,9 +106,10 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from restconnect.connector import connect
 
+    params = parse_params(args.param)
     conn = connect(args.connector, base_url=args.base_url, interactive=False)
     frame = conn.fetch(args.endpoint, limit=args.limit, max_pages=args.max_pages,
-                       **parse_params(args.param))
+                       **params)
     if args.output:
         write_frame(frame, args.output)
         meta = frame.attrs.get("restconnect", {})

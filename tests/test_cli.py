@@ -1,0 +1,86 @@
+"""The restconnect command, run as a user would, against the sandbox."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "restconnect.cli", *args],
+                          capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def test_demo_prints_real_data():
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for endpoint in ("repos", "issues", "customers", "invoices_csv"):
+        assert endpoint in out
+    assert "first 5 rows of 'repos'" in out
+    rows = [line for line in out.splitlines() if line.strip().startswith("repos ")]
+    assert rows and int(rows[0].split()[-4]) > 100
+
+
+def test_list_and_show():
+    listed = run("list")
+    assert listed.returncode == 0
+    assert "github" in listed.stdout and "sandbox" in listed.stdout
+    shown = run("show", "github")
+    assert "GITHUB_TOKEN" in shown.stdout
+    assert "/users/{user}/repos [user]" in shown.stdout
+
+
+def test_schema_is_json():
+    result = run("schema")
+    assert json.loads(result.stdout)["title"] == "restconnect connector spec"
+
+
+def test_fetch_writes_csv(sandbox, tmp_path):
+    out = tmp_path / "repos.csv"
+    env = {"RESTCONNECT_SANDBOX_TOKEN": sandbox.credentials["token"]}
+    result = run("fetch", "sandbox", "repos", "--base-url", sandbox.url, "-o", str(out),
+                 env=env)
+    assert result.returncode == 0, result.stderr
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    public = [repo for repo in sandbox.data.repos.rows if not repo["private"]]
+    assert len(rows) == len(public)
+    assert "owner.login" in rows[0]
+
+
+def test_missing_credentials_exit_code_names_the_variable(sandbox):
+    env = {"RESTCONNECT_SANDBOX_TOKEN": ""}
+    result = run("fetch", "sandbox", "repos", "--base-url", sandbox.url, env=env)
+    assert result.returncode == 4
+    assert "RESTCONNECT_SANDBOX_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_spec_error_exit_code(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbase_url: http://127.0.0.1:1\nendpoints: {a: {pth: /a}}\n")
+    result = run("fetch", str(bad), "a")
+    assert result.returncode == 2
+    assert "endpoints.a.pth" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "code"), [(("-p", "bad"), 2)])
+def test_bad_parameter_syntax(args, code):
+    result = run("fetch", "github", "repos", *args)
+    assert result.returncode == code
+    assert "NAME=VALUE" in result.stderr
+
+
+def test_http_error_exit_code_and_one_line(sandbox):
+    env = {"RESTCONNECT_SANDBOX_TOKEN": "wrong-token-value"}
+    result = run("fetch", "sandbox", "repos", "--base-url", sandbox.url, env=env)
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1
+    assert "wrong-token-value" not in result.stderr
