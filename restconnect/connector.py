@@ -18,7 +18,13 @@ from restconnect.auth.base import AuthContext, AuthMethod
 from restconnect.catalog import resolve_spec
 from restconnect.credentials import FieldRequest, resolve_credentials
 from restconnect.decoding import decode_body, extract_records, search_path
-from restconnect.exceptions import HTTPStatusError, ResponseError, SpecError
+from restconnect.exceptions import (
+    CredentialsMissing,
+    HTTPStatusError,
+    ResponseError,
+    RestConnectError,
+    SpecError,
+)
 from restconnect.frames import FrameBuilder, FrameOptions
 from restconnect.http import HttpClient
 from restconnect.pagination import Page, PageRequest, RepeatGuard, make_paginator
@@ -36,6 +42,7 @@ logger = logging.getLogger(__name__)
 def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
             ca_bundle: str | None = None, interactive: bool | None = None,
             concurrency: int | None = None, session: requests.Session | None = None,
+            progress: bool | None = None,
             **credentials: Any) -> Connector:
     """Open a connector by name (bundled or user spec) or by a spec file path.
 
@@ -47,6 +54,8 @@ def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
             default, only in a notebook or on a terminal.
         concurrency: parallel page requests when pages are addressable
             (1 turns it off); the spec's ``concurrency`` by default.
+        progress: a progress bar while fetching (None: only in a notebook or on
+            a terminal; False: never).
         **credentials: credential fields by name, such as ``token="..."``.
 
     Example:
@@ -54,7 +63,7 @@ def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
         >>> conn.fetch("repos", user="octocat").shape           # doctest: +SKIP
     """
     spec = resolve_spec(name_or_path)
-    return Connector(spec, base_url=base_url, ca_bundle=ca_bundle,
+    return Connector(spec, progress=progress, base_url=base_url, ca_bundle=ca_bundle,
                      interactive=interactive, concurrency=concurrency,
                      session=session, credentials=credentials)
 
@@ -88,6 +97,7 @@ class Connector:
     """
 
     def __init__(self, spec: ConnectorSpec, *, credentials: Mapping[str, Any] | None = None,
+                 progress: bool | None = None,
                  base_url: str | None = None, ca_bundle: str | None = None,
                  interactive: bool | None = None, concurrency: int | None = None,
                  session: requests.Session | None = None):
@@ -101,11 +111,11 @@ class Connector:
                                retry=spec.retry, rate_limit=spec.rate_limit,
                                headers=spec.headers, ca_bundle=ca_bundle,
                                pool_size=max(10, self.concurrency), session=session)
-        self.auth = self._build_auth(dict(credentials or {}), interactive)
-        self.http.auth = self.auth
-        for handler in self.auth:
-            handler.prepare_session(self.http.session)
-            self.http.redact_params += getattr(handler, "query_param_names", list)()
+        self.progress = progress
+        self.form: Any = None
+        self._identity: Any = None
+        self._given = dict(credentials or {})
+        self._install_auth(self._first_auth(interactive))
 
     # ------------------------------------------------------------ setup
 
@@ -136,6 +146,66 @@ class Connector:
             for secret in handler.secrets():
                 register_secret(secret)
         return handlers
+
+    def _first_auth(self, interactive: bool | None) -> list[AuthMethod]:
+        """The handlers, or a placeholder while a notebook form asks for credentials."""
+        try:
+            return self._build_auth(self._given, interactive)
+        except CredentialsMissing as exc:
+            from restconnect.jupyter import offer_form
+
+            return offer_form(self, exc, self._given, interactive)
+
+    def _install_auth(self, handlers: list[AuthMethod]) -> None:
+        self.auth = handlers
+        self.http.auth = handlers
+        for handler in handlers:
+            handler.prepare_session(self.http.session)
+            self.http.redact_params += getattr(handler, "query_param_names", list)()
+
+    def sign_in(self, **credentials: Any) -> Any:
+        """Set credentials after ``connect()``, run the check, return the identity.
+
+        The notebook form calls this. If the check fails, the previous
+        handlers stay and the error is raised.
+        """
+        previous = self.auth
+        given = {**self._given, **credentials}
+        self._install_auth(self._build_auth(given, interactive=False))
+        try:
+            identity = self.after_sign_in()
+        except RestConnectError:
+            self._install_auth(previous)
+            raise
+        self._given = given
+        return identity
+
+    def after_sign_in(self) -> Any:
+        """Run the spec's check (if any) and return who the credentials belong to."""
+        if self.spec.check is not None:
+            return self.check()["identity"]
+        return self.identity
+
+    @property
+    def identity(self) -> Any:
+        """Who is signed in: a method's verified identity (OIDC), else the check's answer."""
+        for handler in self.auth:
+            method = getattr(handler, "identity", None)
+            found = method() if callable(method) else None
+            if found:
+                return found
+        return self._identity
+
+    def explain(self) -> Any:
+        """What is going on: auth, identity, token expiry, quota, cache (no secrets)."""
+        from restconnect.explain import explain
+
+        return explain(self)
+
+    def _repr_html_(self) -> str:
+        from restconnect.display import connector_html
+
+        return connector_html(self)
 
     def credential_fields(self) -> list[str]:
         """Names of every credential field this connector's auth uses."""
@@ -198,6 +268,7 @@ class Connector:
                             path="check")
         body = self.get(self.spec.check.path)
         identity = search_path(body, self.spec.check.identity) if self.spec.check.identity else None
+        self._identity = identity
         return {"ok": True, "identity": identity}
 
     # ------------------------------------------------------------ fetching
@@ -205,7 +276,7 @@ class Connector:
     def fetch(self, endpoint: str, *, limit: int | None = None,
               max_pages: int | None = None, explode: str | None = None,
               cache: Any = None, concurrency: int | None = None,
-              **params: Any) -> pd.DataFrame:
+              progress: bool | None = None, **params: Any) -> pd.DataFrame:
         """Fetch every page of an endpoint into one DataFrame.
 
         Args:
@@ -215,6 +286,8 @@ class Connector:
             explode: a list column to turn into one row per element.
             cache: ``False``, ``"refresh"`` or a TTL in seconds for this fetch.
             concurrency: parallel page requests (1 turns it off).
+            progress: a progress bar (None: the connector's setting, which
+                shows one only in a notebook or on a terminal).
             **params: path placeholders first; the rest go to the query string.
 
         Returns:
@@ -229,10 +302,13 @@ class Connector:
         builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes, datetimes=spec.datetimes,
                                             columns=spec.columns, explode=explode))
         result = FetchResult(self.name, endpoint, params)
+        bar = self._progress_bar(endpoint, spec, limit, progress)
         for page in self._pages(endpoint, spec, params, result, limit=limit,
                                 max_pages=max_pages, cache=cache,
                                 concurrency=concurrency):
             builder.add_page(page.records)
+            bar.page(page)
+        bar.close()
         frame = builder.finish()
         frame.attrs["restconnect"] = result.as_dict()
         return frame
@@ -265,6 +341,14 @@ class Connector:
         query = {k: _param_value(v) for k, v in query.items() if v is not None}
         return PageRequest(spec.method, f"{self.base_url}{path}", query, body,
                            dict(spec.headers))
+
+    def _progress_bar(self, endpoint: str, spec: EndpointSpec, limit: int | None,
+                      progress: bool | None) -> Any:
+        from restconnect.progress import FetchProgress
+
+        setting = self.progress if progress is None else progress
+        return FetchProgress(f"{self.name}.{endpoint}", enabled=setting, limit=limit,
+                             total_path=self._pagination(spec).total_path)
 
     def _pagination(self, spec: EndpointSpec) -> PaginationSpec:
         if spec.pagination is None:

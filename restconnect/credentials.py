@@ -25,8 +25,12 @@ from restconnect.secret import Secret
 __all__ = [
     "FieldRequest",
     "env_names",
+    "find_values",
+    "forget_in_keyring",
+    "in_notebook",
     "is_interactive",
     "keyring_service",
+    "remember_in_keyring",
     "resolve_credentials",
     "set_prompter",
 ]
@@ -67,6 +71,11 @@ def is_interactive() -> bool:
         return sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel."""
+    return _in_notebook()
 
 
 def _in_notebook() -> bool:
@@ -157,6 +166,54 @@ def _first_value(connector: str, request: FieldRequest, given: Mapping[str, Any]
     if request.literal is not None:
         return str(request.literal)
     return request.field.default
+
+
+def find_values(connector: str, requests: Sequence[FieldRequest],
+                given: Mapping[str, Any], *, use_keyring: bool = True) -> dict[str, Any]:
+    """What the chain finds for each field without asking anyone (None: nothing)."""
+    return {request.field.name: _first_value(connector, request, given, use_keyring)
+            for request in requests}
+
+
+def remember_in_keyring(connector: str, values: Mapping[str, Any]) -> list[str]:
+    """Store field values in the OS keyring; returns the names stored.
+
+    Raises:
+        RuntimeError: no usable keyring backend on this computer.
+    """
+    import keyring
+    from keyring.errors import KeyringError
+
+    stored = []
+    for name, value in values.items():
+        plain = value.reveal() if isinstance(value, Secret) else value
+        if not plain:
+            continue
+        try:
+            keyring.set_password(keyring_service(connector), name, str(plain))
+        except (KeyringError, RuntimeError) as exc:
+            raise RuntimeError(f"the OS keyring refused to store {connector} {name}: "
+                               f"{type(exc).__name__}") from None
+        stored.append(name)
+    return stored
+
+
+def forget_in_keyring(connector: str, names: Sequence[str]) -> list[str]:
+    """Remove field values from the OS keyring; returns the names removed."""
+    import keyring
+    from keyring.errors import KeyringError, PasswordDeleteError
+
+    removed = []
+    for name in names:
+        try:
+            keyring.delete_password(keyring_service(connector), name)
+        except PasswordDeleteError:
+            continue
+        except (KeyringError, RuntimeError) as exc:
+            logger.debug("keyring: cannot remove %s: %s", name, type(exc).__name__)
+            continue
+        removed.append(name)
+    return removed
 
 
 def _ask(connector: str, missing: Sequence[FieldRequest],
