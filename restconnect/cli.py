@@ -12,11 +12,11 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from restconnect.exceptions import RestConnectError
 
-__all__ = ["main", "parse_params"]
+__all__ = ["main", "parse_params", "usage_error", "write_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +29,19 @@ EXTRA_COMMANDS: dict[str, str] = {
 }
 
 
+def usage_error(message: str) -> NoReturn:
+    """Stop with a one-line message and argparse's usage exit code."""
+    print(f"restconnect: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     """``["owner=octocat", "state=open"]`` to a dict, with a clear error."""
     params = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise SystemExit(f"restconnect: -p expects NAME=VALUE, got {pair!r}")
+            usage_error(f"-p expects NAME=VALUE, got {pair!r}")
         params[name] = value
     return params
 
@@ -133,8 +139,7 @@ def write_frame(frame: Any, path: str) -> None:
     elif lowered.endswith((".jsonl", ".ndjson")):
         frame.to_json(path, orient="records", lines=True, date_format="iso")
     else:
-        raise SystemExit(f"restconnect: cannot tell the format of {path!r}; use "
-                         ".csv, .parquet or .jsonl")
+        usage_error(f"cannot tell the format of {path!r}; use .csv, .parquet or .jsonl")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
