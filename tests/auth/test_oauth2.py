@@ -416,3 +416,69 @@ def test_no_secret_reaches_the_logs(oidc_provider: OIDCProvider, tmp_path: Path,
     leaked = [value for value in values if value in caplog.text]
     assert len(values) >= 8 and caplog.records and leaked == []
     assert repr(auth).count("oauth2") == 1 and "Bearer" not in repr(auth)
+
+
+# ---------------------------------------------------------------- the sandbox
+
+
+@pytest.fixture(scope="module")
+def box() -> Any:
+    from restconnect import sandbox
+
+    with sandbox.start() as running:
+        yield running
+
+
+def _sandbox_auth(box: Any, tmp_path: Path, grant: str, **options: Any) -> OAuth2Auth:
+    creds = box.credentials
+    opts = OAuth2Options(grant=grant, token_url=creds["token_url"], **options)
+    fields = {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+    if grant == "refresh_token":
+        fields["refresh_token"] = box.new_refresh_token()
+    return OAuth2Auth(opts, fields, _context(tmp_path))
+
+
+def _sandbox_user(box: Any, auth: OAuth2Auth) -> dict[str, Any]:
+    return HttpClient(connector="demo", auth=[auth]).request(
+        "GET", f"{box.url}/code/user").json()
+
+
+@pytest.mark.parametrize("client_auth", ["client_secret_basic", "client_secret_post"])
+def test_sandbox_client_credentials_with_expires_in_as_a_string(
+        box: Any, tmp_path: Path, client_auth: str) -> None:
+    box.reset_stats()
+    with box.configured(expires_in_as_string=True, token_ttl=900):
+        auth = _sandbox_auth(box, tmp_path, "client_credentials", client_auth=client_auth,
+                             scopes=["code:read"])
+        user = _sandbox_user(box, auth)
+
+    assert user["login"] == box.credentials["username"]
+    assert 890 <= auth.token().expires_in() <= 900
+    assert auth.token().scope == ("code:read",)
+    assert box.stats["grants"] == {"client_credentials": 1}
+
+
+def test_sandbox_refresh_grant_keeps_each_rotated_refresh_token(
+        box: Any, tmp_path: Path) -> None:
+    box.reset_stats()
+    auth = _sandbox_auth(box, tmp_path, "refresh_token")
+    seed = auth.credential("refresh_token")
+    _sandbox_user(box, auth)
+    first = auth.token()
+    _expire(auth)
+
+    statuses: list[int] = []
+    client = HttpClient(connector="demo", auth=[auth], pool_size=10)
+    threads = [threading.Thread(target=lambda: statuses.append(
+        client.request("GET", f"{box.url}/code/user").status_code)) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+
+    second = auth.token()
+    assert statuses == [200] * 10
+    assert box.stats["grants"] == {"refresh_token": 2}
+    assert len({seed, first.refresh_token.reveal(), second.refresh_token.reveal()}) == 3
+    stored = auth.context.token_store.load("demo", auth.store_identity())
+    assert stored["refresh_token"] == second.refresh_token.reveal()
