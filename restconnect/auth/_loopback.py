@@ -68,9 +68,12 @@ class LoopbackReceiver:
         return self._callback
 
     def close(self) -> None:
+        """Stop listening (safe to call twice)."""
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+
+    stop = close
 
     def __enter__(self) -> LoopbackReceiver:
         return self.start()

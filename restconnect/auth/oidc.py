@@ -213,24 +213,36 @@ class OIDCAuth(OAuth2Auth):
         claims = self.claims()
         if not claims:
             return {}
-        userinfo = self.fetch_userinfo() if self.options.userinfo else {}
+        userinfo: dict[str, Any] = {}
+        if self.options.userinfo:
+            try:
+                userinfo = self.fetch_userinfo()
+            except AuthError as exc:
+                logger.warning("%s: userinfo left out of the identity: %s",
+                               self.context.connector, exc)
         return {"sub": claims.get("sub"),
                 "claims": {k: v for k, v in claims.items() if k not in _PROTOCOL_CLAIMS},
                 "userinfo": userinfo}
 
     def fetch_userinfo(self) -> dict[str, Any]:
-        """The userinfo endpoint's answer; its ``sub`` must match the ID token's."""
+        """The userinfo endpoint's answer (fetched once per subject).
+
+        Its ``sub`` must match the ID token's (OpenID Connect Core 5.3.4).
+        """
+        subject = self.claims().get("sub")
+        if self._userinfo is not None and self._userinfo.get("sub") == subject:
+            return dict(self._userinfo)
         url = self.endpoints().get("userinfo")
         if not url:
             return {}
         require_secure_url(url, "userinfo endpoint", self.context.connector, self.name)
-        token = self.token()
         response = self.send("GET", url, headers={
-            "Accept": "application/json", "Authorization": self.authorization_value(token)})
+            "Accept": "application/json",
+            "Authorization": self.authorization_value(self.token())})
         if response.status_code != 200:
             raise self._error(f"the userinfo endpoint answered HTTP {response.status_code}")
         info = response.json()
-        if info.get("sub") != self.claims().get("sub"):
+        if not isinstance(info, dict) or info.get("sub") != subject:
             raise self._error("the userinfo answer is for a different subject")
         self._userinfo = info
         return dict(info)

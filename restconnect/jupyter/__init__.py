@@ -104,7 +104,8 @@ def sign_in_handlers(connector: Connector) -> list[Any]:
         options = getattr(handler, "options", None)
         if hasattr(handler, "begin_device") and (
                 getattr(options, "authorization_url", None)
-                or getattr(options, "device_authorization_url", None)):
+                or getattr(options, "device_authorization_url", None)
+                or getattr(options, "issuer", None)):
             handlers.append(handler)
     return handlers
 
