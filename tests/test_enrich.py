@@ -1,0 +1,238 @@
+"""enrich() lookups across APIs, and parent-child fetches with batching, over HTTP."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import pytest
+
+import restconnect
+from restconnect import HTTPStatusError, SpecError, connect
+from restconnect.join import clear_lookup_cache
+from tests.join_helpers import credentials, two_auth_methods, write_specs
+
+USER_ROUTE = "GET /code/users/{login}"
+
+
+@pytest.fixture()
+def two_apis(fresh_sandbox, tmp_path):
+    fresh_sandbox.configure(auth=two_auth_methods(fresh_sandbox))
+    code_spec, pay_spec = write_specs(tmp_path, fresh_sandbox.url)
+    code_creds, pay_creds = credentials(fresh_sandbox)
+    code, pay = connect(str(code_spec), **code_creds), connect(str(pay_spec), **pay_creds)
+    yield fresh_sandbox, code, pay
+    clear_lookup_cache()
+    code.close()
+    pay.close()
+
+
+def _routes(box) -> dict[str, int]:
+    return dict(box.stats["by_route"])
+
+
+# ---------------------------------------------------------------- enrich
+
+
+def test_enrich_calls_once_per_distinct_key_and_joins_back(two_apis):
+    box, code, pay = two_apis
+    customers = pay.fetch("customers")
+    logins = {c["code_login"] for c in box.data.customers.rows if c["code_login"]}
+    users = {u["login"]: u for u in box.data.users.rows}
+    box.reset_stats()
+
+    enriched = restconnect.enrich(customers, code, "user", {"login": "code_login"},
+                                  prefix="user.")
+
+    assert _routes(box)[USER_ROUTE] == len(logins) < len(customers)
+    assert len(enriched) == len(customers)
+    linked = enriched[enriched["code_login"].notna()]
+    assert (linked["user.id"].astype(int).tolist()
+            == [users[login]["id"] for login in linked["code_login"]])
+    step = enriched.attrs["restconnect"]["steps"][-1]
+    assert step["lookups"] == step["calls"] == len(logins)
+    assert [s["connector"] for s in enriched.attrs["restconnect"]["sources"]] == [
+        "pay", "code"]
+
+
+def test_rows_without_a_key_are_kept_with_the_reason(two_apis):
+    box, code, pay = two_apis
+    customers = pay.fetch("customers")
+
+    enriched = restconnect.enrich(customers, code, "user", {"login": "code_login"})
+
+    unlinked = sum(1 for c in box.data.customers.rows if not c["code_login"])
+    reasons = enriched.loc[enriched["code_login"].isna(), "_error"]
+    assert len(reasons) == unlinked > 0
+    assert set(reasons) == {"no value for code_login"}
+    assert enriched.loc[enriched["code_login"].notna(), "_error"].isna().all()
+
+
+def test_a_failing_lookup_keeps_its_row_with_the_error(two_apis):
+    box, code, _ = two_apis
+    frame = pd.DataFrame({"who": ["demo", "no-such-user-x", "demo"], "n": [1, 2, 3]})
+
+    enriched = restconnect.enrich(frame, code, "user", {"login": "who"}, prefix="u.")
+
+    assert enriched["n"].tolist() == [1, 2, 3]
+    assert enriched["u.login"].tolist()[::2] == ["demo", "demo"]
+    error = enriched["_error"].tolist()[1]
+    assert "404" in error and "no-such-user-x" in error
+    assert enriched.attrs["restconnect"]["steps"][-1]["failed"] == 1
+    for secret in box.secret_values():
+        assert secret not in error
+
+
+def test_errors_raise_on_request(two_apis):
+    _, code, _ = two_apis
+    frame = pd.DataFrame({"who": ["no-such-user-x"]})
+    with pytest.raises(HTTPStatusError) as caught:
+        restconnect.enrich(frame, code, "user", {"login": "who"}, errors="raise")
+    assert caught.value.status == 404
+
+
+def test_answers_are_cached_in_process(two_apis):
+    _, code, _ = two_apis
+    frame = pd.DataFrame({"who": ["demo", "demo"]})
+    first = restconnect.enrich(frame, code, "user", {"login": "who"})
+
+    again = restconnect.enrich(frame, code, "user", {"login": "who"})
+    fresh = restconnect.enrich(frame, code, "user", {"login": "who"}, cache=False)
+
+    steps = [f.attrs["restconnect"]["steps"][-1] for f in (first, again, fresh)]
+    assert [(s["calls"], s["from_cache"]) for s in steps] == [(1, 0), (0, 1), (1, 0)]
+    assert again["login"].tolist() == fresh["login"].tolist() == ["demo", "demo"]
+
+
+def test_templates_fill_several_parameters(two_apis):
+    box, code, _ = two_apis
+    public = [r for r in box.data.repos.rows if not r["private"]][:5]
+    frame = pd.DataFrame({"full": [r["full_name"] for r in public]})
+    frame["owner"] = frame["full"].str.split("/").str[0]
+    frame["name"] = frame["full"].str.split("/").str[1]
+
+    enriched = restconnect.enrich(frame, code, "repo",
+                                  {"owner": "{owner}", "repo": "{name}"}, prefix="r.")
+
+    assert enriched["r.id"].tolist() == [r["id"] for r in public]
+
+
+def test_lookups_run_concurrently(two_apis):
+    box, code, _ = two_apis
+    logins = [u["login"] for u in box.data.users.rows[:16]]
+    frame = pd.DataFrame({"who": logins})
+    box.configure(latency=0.1)
+
+    started = time.monotonic()
+    restconnect.enrich(frame, code, "user", {"login": "who"}, workers=8)
+    elapsed = time.monotonic() - started
+
+    # One after another, 16 lookups take at least 1.6 s.
+    assert elapsed < 1.2
+
+
+def test_lookups_respect_the_connectors_rate_limit(two_apis, tmp_path):
+    box, _, _ = two_apis
+    code_spec, _ = write_specs(tmp_path, box.url)
+    code_spec.write_text(code_spec.read_text().replace(
+        "pagination:", "rate_limit: {requests_per_second: 10}\npagination:", 1))
+    slow = connect(str(code_spec), **credentials(box)[0])
+    slow.fetch("user", login="demo")  # the token request and a first call
+    frame = pd.DataFrame({"who": [u["login"] for u in box.data.users.rows[:8]]})
+
+    started = time.monotonic()
+    restconnect.enrich(frame, slow, "user", {"login": "who"}, workers=8)
+    elapsed = time.monotonic() - started
+
+    assert elapsed >= 0.6  # 8 paced requests at 10 per second
+    slow.close()
+
+
+def test_batched_enrich_needs_the_answer_key(two_apis):
+    _, code, _ = two_apis
+    with pytest.raises(SpecError, match="key"):
+        restconnect.enrich(pd.DataFrame({"i": [1]}), code, "users_batch", {"ids": "i"},
+                           batch_size=10)
+
+
+def test_batched_enrich_across_apis_with_string_ids(two_apis):
+    box, code, pay = two_apis
+    linked = [c for c in box.data.customers.rows if c["code_login"]][:45]
+    frame = pd.DataFrame({"customer": [c["id"] for c in linked]})
+    box.reset_stats()
+
+    enriched = restconnect.enrich(frame, pay, "customers_batch", {"ids": "customer"},
+                                  batch_size=20, key="id", prefix="c.")
+
+    assert _routes(box)["GET /pay/customers"] == math.ceil(45 / 20)
+    assert enriched["c.email"].tolist() == [c["email"] for c in linked]
+
+
+# ---------------------------------------------------------------- parent-child
+
+
+def test_parent_child_fetch_keeps_the_parent_keys(two_apis):
+    box, code, _ = two_apis
+    public = {r["full_name"] for r in box.data.repos.rows if not r["private"]}
+    expected = sorted(i["id"] for i in box.data.issues.rows if i["repository"] in public)
+    box.reset_stats()
+
+    issues = code.fetch("repo_issues")
+
+    assert sorted(issues["id"]) == expected
+    assert (issues["repos.owner.login"] + "/" + issues["repos.name"]
+            == issues["repository"]).all()
+    assert _routes(box)["GET /code/repos/{owner}/{repo}/issues"] >= len(public)
+    meta = issues.attrs["restconnect"]
+    assert meta["parent"] == {"endpoint": "repos", "records": len(public)}
+    assert meta["lookups"] == len(public)
+
+
+def test_parent_child_batches_turn_n_lookups_into_n_over_batch(two_apis):
+    box, code, _ = two_apis
+    authors = {i["user"]["id"] for i in box.data.issues.rows}
+    box.reset_stats()
+
+    users = code.fetch("issue_authors")
+
+    assert sorted(users["id"]) == sorted(authors)
+    assert _routes(box)["GET /code/users"] == math.ceil(len(authors) / 20)
+    assert users.attrs["restconnect"]["calls"] == math.ceil(len(authors) / 20)
+    assert (users["issues.user.id"] == users["id"]).all()
+
+
+def test_parent_child_given_the_parameters_is_a_plain_fetch(two_apis):
+    box, code, _ = two_apis
+    repo = next(r for r in box.data.repos.rows if not r["private"])
+    owner, name = repo["full_name"].split("/")
+    box.reset_stats()
+
+    issues = code.fetch("repo_issues", owner=owner, repo=name)
+
+    assert "GET /code/repos" not in _routes(box)
+    assert set(issues["repository"]) <= {repo["full_name"]}
+
+
+def test_parent_child_limit_trims_the_result(two_apis):
+    _, code, _ = two_apis
+    users = code.fetch("issue_authors", limit=7)
+    assert len(users) == 7
+    assert users.attrs["restconnect"]["truncated"] is True
+
+
+def test_a_batched_parent_without_key_is_a_spec_error(tmp_path):
+    spec = tmp_path / "api.yaml"
+    spec.write_text("""
+name: api
+base_url: http://127.0.0.1:9
+endpoints:
+  items: {path: /items}
+  details:
+    path: /details
+    parent: {endpoint: items, params: {ids: id}, batch_size: 10}
+""")
+    with pytest.raises(SpecError) as caught:
+        restconnect.load_spec(spec)
+    assert "endpoints.details.parent" in str(caught.value)
+    assert "key" in str(caught.value)
