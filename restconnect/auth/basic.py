@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import requests
 from requests.auth import _basic_auth_str
 
 from restconnect.auth import register_auth
 from restconnect.auth.base import AuthMethod, Field
+from restconnect.exceptions import AuthError
 
-__all__ = ["BasicAuth"]
+__all__ = ["BasicAuth", "require_secure_transport"]
 
 
 @register_auth
@@ -26,6 +29,7 @@ class BasicAuth(AuthMethod):
     )
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        require_secure_transport(request.url or "", self.context.connector, self.name)
         username = self.credential("username") or ""
         password = self.credential("password") or ""
         request.headers["Authorization"] = _basic_auth_str(username, password)
@@ -33,3 +37,22 @@ class BasicAuth(AuthMethod):
 
     def describe(self) -> dict[str, str]:
         return {"method": self.name, "user": self.credential("username") or ""}
+
+
+def require_secure_transport(url: str, connector: str = "", method: str = "basic") -> None:
+    """Refuse plain ``http://`` unless the host is this machine.
+
+    ``HttpClient`` applies the same rule to every method; checking here too
+    keeps a password off the wire when the handler is used with plain requests.
+
+    Raises:
+        AuthError: the URL is ``http://`` to a host that is not loopback.
+    """
+    from restconnect.http import is_loopback
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" or is_loopback(url):
+        return
+    raise AuthError(f"refusing to send a password over {parts.scheme or 'no'} scheme "
+                    f"to {parts.hostname}; use https:// (plain http is allowed only "
+                    "to loopback hosts)", connector=connector or None, method=method)
