@@ -15,6 +15,8 @@ Two modes:
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 import uuid
 from typing import Any, Literal
@@ -33,9 +35,20 @@ __all__ = ["JWTAuth", "JWTOptions", "JWT_BEARER"]
 logger = logging.getLogger(__name__)
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-_ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-               "ES256", "ES384", "ES512")
+_ASYMMETRIC = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+)
 _HMAC = ("HS256", "HS384", "HS512")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}")
+_FROM_ENVIRONMENT = ("issuer", "subject", "audience", "token_url", "login_url")
 
 
 class JWTOptions(TokenOptions):
@@ -72,6 +85,17 @@ class JWTOptions(TokenOptions):
     def _join_scope(cls, value: Any) -> Any:
         return " ".join(value) if isinstance(value, list) else value
 
+    @field_validator(*_FROM_ENVIRONMENT)
+    @classmethod
+    def _from_environment(cls, value: str | None) -> str | None:
+        """Fill ``${VAR}`` and ``${VAR:-default}``; an unset variable stays as written.
+
+        A bundled spec (a GitHub App's client id, its installation id) is then
+        valid before the variables are set; :meth:`JWTAuth.obtain_token` names
+        the ones still missing.
+        """
+        return fill_environment(value) if value else value
+
     @model_validator(mode="after")
     def _mode_needs(self) -> JWTOptions:
         if self.mode == "login" and not self.login_url:
@@ -103,12 +127,24 @@ class JWTAuth(TokenAuth):
     fields = (
         Field("username", required=False, help="login name (mode: login)"),
         Field("password", secret=True, required=False, help="password (mode: login)"),
-        Field("private_key", secret=True, required=False,
-              help="PEM private key that signs assertions (RS*/PS*/ES*)"),
-        Field("private_key_passphrase", secret=True, required=False,
-              help="passphrase of an encrypted private key"),
-        Field("signing_secret", secret=True, required=False,
-              help="shared secret that signs assertions (HS*)"),
+        Field(
+            "private_key",
+            secret=True,
+            required=False,
+            help="PEM private key that signs assertions (RS*/PS*/ES*)",
+        ),
+        Field(
+            "private_key_passphrase",
+            secret=True,
+            required=False,
+            help="passphrase of an encrypted private key",
+        ),
+        Field(
+            "signing_secret",
+            secret=True,
+            required=False,
+            help="shared secret that signs assertions (HS*)",
+        ),
     )
     Options = JWTOptions
 
@@ -116,8 +152,17 @@ class JWTAuth(TokenAuth):
         options = self.options
         where = options.login_url if options.mode == "login" else options.token_url
         who = self.credential("username") if options.mode == "login" else options.issuer
-        return "|".join([self.name, options.mode, options.exchange, where or "",
-                         who or "", options.subject or "", options.account])
+        return "|".join(
+            [
+                self.name,
+                options.mode,
+                options.exchange,
+                where or "",
+                who or "",
+                options.subject or "",
+                options.account,
+            ]
+        )
 
     def _store(self) -> Any:
         # A locally signed assertion costs nothing to remake: never persist it.
@@ -129,6 +174,7 @@ class JWTAuth(TokenAuth):
         return f"Bearer {token.access_token.reveal()}"
 
     def obtain_token(self) -> Token:
+        self._require_environment()
         if self.options.mode == "login":
             return self.log_in()
         assertion, expires_at = self.sign_assertion()
@@ -152,13 +198,18 @@ class JWTAuth(TokenAuth):
         if not username or not password:
             raise self._missing(["username", "password"])
         payload = {options.username_key: username, options.password_key: password}
-        kwargs: dict[str, Any] = ({"json": payload} if options.body == "json"
-                                  else {"data": payload})
-        response = self.send("POST", url, headers={"Accept": "application/json"}, **kwargs)
+        kwargs: dict[str, Any] = (
+            {"json": payload} if options.body == "json" else {"data": payload}
+        )
+        response = self.send(
+            "POST", url, headers={"Accept": "application/json"}, **kwargs
+        )
         if response.status_code >= 400:
-            raise AuthError(f"the login at {url} was refused with HTTP "
-                            f"{response.status_code}", connector=self.context.connector,
-                            method=self.name)
+            raise AuthError(
+                f"the login at {url} was refused with HTTP {response.status_code}",
+                connector=self.context.connector,
+                method=self.name,
+            )
         return self._token_from_login(response)
 
     def _token_from_login(self, response: Any) -> Token:
@@ -168,9 +219,11 @@ class JWTAuth(TokenAuth):
             body = None
         value = _at_path(body, self.options.token_path)
         if not isinstance(value, str) or not value:
-            raise AuthError(f"the login answer has no token at "
-                            f"{self.options.token_path!r}", connector=self.context.connector,
-                            method=self.name)
+            raise AuthError(
+                f"the login answer has no token at {self.options.token_path!r}",
+                connector=self.context.connector,
+                method=self.name,
+            )
         register_secret(value)
         expires_at = unverified_expiry(value)
         if expires_at is None and self.options.expires_in_path:
@@ -188,17 +241,24 @@ class JWTAuth(TokenAuth):
 
         options = self.options
         now = int(time.time())
-        claims: dict[str, Any] = {"iat": now - options.backdate,
-                                  "exp": now + options.lifetime, "jti": uuid.uuid4().hex}
-        for name, value in (("iss", options.issuer), ("sub", options.subject),
-                            ("aud", audience or options.audience),
-                            ("scope", options.scope)):
+        claims: dict[str, Any] = {
+            "iat": now - options.backdate,
+            "exp": now + options.lifetime,
+            "jti": uuid.uuid4().hex,
+        }
+        for name, value in (
+            ("iss", options.issuer),
+            ("sub", options.subject),
+            ("aud", audience or options.audience),
+            ("scope", options.scope),
+        ):
             if value:
                 claims[name] = value
         claims.update(options.claims)
         headers = {"kid": options.key_id} if options.key_id else None
-        token = jwt.encode(claims, self._signing_key(), algorithm=options.algorithm,
-                           headers=headers)
+        token = jwt.encode(
+            claims, self._signing_key(), algorithm=options.algorithm, headers=headers
+        )
         register_secret(token)
         return token, float(claims["exp"])
 
@@ -208,20 +268,27 @@ class JWTAuth(TokenAuth):
             if not secret:
                 raise self._missing(["signing_secret"])
             return secret.encode()
-        return load_private_key(self.credential("private_key"),
-                                self.credential("private_key_passphrase"),
-                                connector=self.context.connector)
+        return load_private_key(
+            self.credential("private_key"),
+            self.credential("private_key_passphrase"),
+            connector=self.context.connector,
+        )
 
     def _jwt_bearer(self, assertion: str) -> Token:
-        from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
         from urllib.parse import parse_qsl
 
+        from oauthlib.oauth2.rfc6749.parameters import prepare_token_request
+
         body = prepare_token_request(JWT_BEARER, assertion=assertion)
-        answer = self.post_token_request(self.options.token_url,
-                                         parse_qsl(body, keep_blank_values=True))
+        answer = self.post_token_request(
+            self.options.token_url, parse_qsl(body, keep_blank_values=True)
+        )
         if not answer.get("access_token"):
-            raise AuthError("the token endpoint answer has no access_token",
-                            connector=self.context.connector, method=self.name)
+            raise AuthError(
+                "the token endpoint answer has no access_token",
+                connector=self.context.connector,
+                method=self.name,
+            )
         return Token.from_response(answer)
 
     def _github_app(self, app_jwt: str) -> Token:
@@ -229,24 +296,49 @@ class JWTAuth(TokenAuth):
 
         url = self.options.token_url
         require_secure_url(url, "token_url", self.context.connector, self.name)
-        response = self.send("POST", url, headers={
-            "Authorization": f"Bearer {app_jwt}",
-            "Accept": "application/vnd.github+json"})
+        response = self.send(
+            "POST",
+            url,
+            headers={
+                "Authorization": f"Bearer {app_jwt}",
+                "Accept": "application/vnd.github+json",
+            },
+        )
         if response.status_code not in (200, 201):
-            raise AuthError(f"the installation token request answered HTTP "
-                            f"{response.status_code}: {redact_text(response.text[:200])}",
-                            connector=self.context.connector, method=self.name)
+            raise AuthError(
+                f"the installation token request answered HTTP "
+                f"{response.status_code}: {redact_text(response.text[:200])}",
+                connector=self.context.connector,
+                method=self.name,
+            )
         answer = response.json()
-        return Token.from_response({"access_token": answer.get("token"),
-                                    "expires_at": answer.get("expires_at"),
-                                    "token_type": "Bearer"})
+        return Token.from_response(
+            {
+                "access_token": answer.get("token"),
+                "expires_at": answer.get("expires_at"),
+                "token_type": "Bearer",
+            }
+        )
+
+    def _require_environment(self) -> None:
+        missing = {}
+        for key in _FROM_ENVIRONMENT:
+            for match in _ENV_REFERENCE.finditer(getattr(self.options, key) or ""):
+                missing[key] = [f"set {match.group(1)} (the spec's {key} uses it)"]
+        if missing:
+            raise CredentialsMissing(self.context.connector or self.name, missing)
 
     def _missing(self, names: list[str]) -> CredentialsMissing:
         connector = self.context.connector or self.name
         prefix = f"RESTCONNECT_{connector.upper()}_"
-        return CredentialsMissing(connector, {
-            name: [f"set {prefix}{name.upper()}", f"pass {name}=... to connect()"]
-            for name in names if not self.credential(name)})
+        return CredentialsMissing(
+            connector,
+            {
+                name: [f"set {prefix}{name.upper()}", f"pass {name}=... to connect()"]
+                for name in names
+                if not self.credential(name)
+            },
+        )
 
     def describe(self) -> dict[str, Any]:
         facts = super().describe()
@@ -270,26 +362,33 @@ def unverified_expiry(token: str) -> float | None:
     return float(exp) if isinstance(exp, (int, float)) else None
 
 
-def load_private_key(pem: str | None, passphrase: str | None = None, *,
-                     connector: str = "") -> Any:
+def load_private_key(
+    pem: str | None, passphrase: str | None = None, *, connector: str = ""
+) -> Any:
     """A cryptography private key from PEM text (``\\n`` escapes accepted)."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     if not pem:
-        raise CredentialsMissing(connector or "jwt", {
-            "private_key": ["pass private_key=... (PEM text) or set its variable"]})
+        raise CredentialsMissing(
+            connector or "jwt",
+            {"private_key": ["pass private_key=... (PEM text) or set its variable"]},
+        )
     if "-----BEGIN" in pem and "\\n" in pem and "\n" not in pem:
         # Keys pasted into one-line environment variables keep literal "\n".
         pem = pem.replace("\\n", "\n")
     try:
-        return load_pem_private_key(pem.encode(),
-                                    passphrase.encode() if passphrase else None)
+        return load_pem_private_key(
+            pem.encode(), passphrase.encode() if passphrase else None
+        )
     except (ValueError, TypeError) as exc:
         reason = "wrong passphrase or not a PEM private key"
         if "password" in str(exc).lower():
             reason = "encrypted key: set private_key_passphrase (or it is wrong)"
-        raise AuthError(f"the private key cannot be loaded ({reason})",
-                        connector=connector or None, method="jwt") from None
+        raise AuthError(
+            f"the private key cannot be loaded ({reason})",
+            connector=connector or None,
+            method="jwt",
+        ) from None
 
 
 def _at_path(body: Any, path: str) -> Any:
@@ -302,3 +401,13 @@ def _at_path(body: Any, path: str) -> Any:
         else:
             return None
     return value
+
+
+def fill_environment(value: str) -> str:
+    """``value`` with each set ``${VAR}`` (or ``${VAR:-default}``) filled in."""
+
+    def fill(match: re.Match[str]) -> str:
+        found = os.environ.get(match.group(1)) or match.group(3)
+        return found if found is not None else match.group(0)
+
+    return _ENV_REFERENCE.sub(fill, value)
