@@ -14,10 +14,10 @@ for real; see ``docs/sandbox.md`` for the endpoint table.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from restconnect.sandbox.credentials import (
@@ -47,13 +47,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 42
+_URL_VARIABLE = re.compile(r"\$\{RESTCONNECT_SANDBOX_URL(:-[^}]*)?\}")
 
 # Credential names per auth method where the method's field name differs from
 # the sandbox's own name for the value.
 _FIELD_ALIASES: dict[str, dict[str, str]] = {
     "hmac": {"key_id": "hmac_key_id", "secret": "hmac_secret"},
-    "jwt": {"private_key": "rsa_private_key", "secret": "hs_secret",
-            "issuer": "jwt_issuer", "key_id": "rsa_kid", "audience": "jwt_audience"},
+    "jwt": {"private_key": "rsa_private_key", "signing_secret": "hs_secret"},
     "oauth2": {"scopes": "scope"},
 }
 
@@ -175,13 +175,28 @@ class Sandbox:
 
     # -------------------------------------------------------------- clients
 
-    def credentials_for(self, name: str = "sandbox") -> dict[str, Any]:
+    def spec(self, name: str = "sandbox") -> Any:
+        """A connector spec pointed at this server.
+
+        ``${RESTCONNECT_SANDBOX_URL...}`` in the spec's auth options (token and
+        login URLs, audiences) is replaced by :attr:`url`, which ``base_url=``
+        alone cannot do.
+        """
+        from restconnect.catalog import resolve_spec
+
+        spec = resolve_spec(name)
+        for entry in spec.auth_entries:
+            extra = entry.model_extra or {}
+            for key, value in extra.items():
+                if isinstance(value, str):
+                    extra[key] = _URL_VARIABLE.sub(self.url, value)
+        return spec
+
+    def credentials_for(self, name: Any = "sandbox") -> dict[str, Any]:
         """The credentials a connector's auth fields ask for, by field name."""
-        spec = _find_spec(name)
-        if spec is None:
-            return {}
         from restconnect.auth import get_auth_method
 
+        spec = self.spec(name) if isinstance(name, str) else name
         chosen: dict[str, Any] = {}
         for entry in spec.auth_entries:
             aliases = _FIELD_ALIASES.get(entry.method, {})
@@ -198,22 +213,9 @@ class Sandbox:
         """
         import restconnect
 
-        arguments = {**self.credentials_for(name), **options}
-        return restconnect.connect(name, base_url=self.url, **arguments)
-
-
-def _find_spec(name: str) -> Any:
-    from restconnect.spec import load_spec
-
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return load_spec(candidate)
-    package = Path(__file__).resolve().parents[1]
-    for folder in (package / "connectors", package.parent / "connectors"):
-        path = folder / f"{name}.yaml"
-        if path.is_file():
-            return load_spec(path)
-    return None
+        spec = self.spec(name)
+        arguments = {**self.credentials_for(spec), **options}
+        return restconnect.connect(spec, base_url=self.url, **arguments)
 
 
 def start(port: int = 0, latency: float = 0.0, seed: int = DEFAULT_SEED, *,
