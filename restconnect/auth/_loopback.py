@@ -20,9 +20,11 @@ __all__ = ["LoopbackReceiver"]
 
 logger = logging.getLogger(__name__)
 
-_DONE_PAGE = (b"<!DOCTYPE html><html><head><meta charset='utf-8'><title>restconnect"
-              b"</title></head><body><h1>Signed in</h1><p>You can close this tab and "
-              b"return to your notebook or terminal.</p></body></html>")
+_DONE_PAGE = (
+    b"<!DOCTYPE html><html><head><meta charset='utf-8'><title>restconnect"
+    b"</title></head><body><h1>Signed in</h1><p>You can close this tab and "
+    b"return to your notebook or terminal.</p></body></html>"
+)
 
 
 class LoopbackReceiver:
@@ -43,9 +45,12 @@ class LoopbackReceiver:
         self._event = threading.Event()
         self._callback: str | None = None
         self._server = http.server.HTTPServer(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name="restconnect-oauth-redirect", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="restconnect-oauth-redirect",
+            daemon=True,
+        )
 
     @property
     def port(self) -> int:
@@ -62,8 +67,10 @@ class LoopbackReceiver:
     def wait(self, timeout: float) -> str:
         """The callback URL the browser brought, within ``timeout`` seconds."""
         if not self._event.wait(timeout):
-            raise AuthError(f"no sign-in redirect reached {self.redirect_uri} within "
-                            f"{timeout:g} s; paste the callback URL instead")
+            raise AuthError(
+                f"no sign-in redirect reached {self.redirect_uri} within "
+                f"{timeout:g} s; paste the callback URL instead"
+            )
         assert self._callback is not None
         return self._callback
 
@@ -78,8 +85,12 @@ class LoopbackReceiver:
     def __enter__(self) -> LoopbackReceiver:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
@@ -87,7 +98,10 @@ class LoopbackReceiver:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
-                if urlsplit(self.path).path != receiver.path or receiver._event.is_set():
+                if (
+                    urlsplit(self.path).path != receiver.path
+                    or receiver._event.is_set()
+                ):
                     self.send_error(404)
                     return
                 receiver._callback = f"http://127.0.0.1:{receiver.port}{self.path}"

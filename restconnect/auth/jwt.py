@@ -351,7 +351,10 @@ class JWTAuth(TokenAuth):
 
 
 def unverified_expiry(token: str) -> float | None:
-    """The ``exp`` of a JWT, read without checking the signature (we are not its audience)."""
+    """The ``exp`` of a JWT, read without checking its signature.
+
+    The client is not the token's audience, so it has no key to check it with.
+    """
     import jwt
 
     try:

@@ -66,7 +66,9 @@ class OAuthCommonOptions(TokenOptions):
     resource: str | list[str] | None = None
     #: How the client authenticates at the token endpoint; by default
     #: ``client_secret_basic`` with a secret and ``none`` without one.
-    client_auth: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
+    client_auth: Literal["client_secret_basic", "client_secret_post", "none"] | None = (
+        None
+    )
     #: The registered redirect URI; by default a free loopback port.
     redirect_uri: str | None = None
     #: Extra parameters for the authorization URL and the token request.
@@ -87,7 +89,8 @@ class OAuthCommonOptions(TokenOptions):
             raise ValueError(
                 f"the {value} grant is not supported: OAuth 2.1 removed the implicit "
                 "and password grants; use authorization_code (with PKCE) or "
-                "device_code for a person, client_credentials for a service")
+                "device_code for a person, client_credentials for a service"
+            )
         if value not in GRANTS:
             raise ValueError(f"unknown grant {value!r}; use one of {', '.join(GRANTS)}")
         return value
@@ -153,13 +156,17 @@ class DeviceAuthorization:
     next_poll: float = 0.0
 
     def __repr__(self) -> str:
-        return (f"DeviceAuthorization(user_code={self.user_code!r}, "
-                f"verification_uri={self.verification_uri!r})")
+        return (
+            f"DeviceAuthorization(user_code={self.user_code!r}, "
+            f"verification_uri={self.verification_uri!r})"
+        )
 
     def message(self) -> str:
         """The instruction to show a person."""
-        return (f"To sign in, open {self.verification_uri} and enter the code "
-                f"{self.user_code}")
+        return (
+            f"To sign in, open {self.verification_uri} and enter the code "
+            f"{self.user_code}"
+        )
 
 
 def _tell(message: str) -> None:
@@ -183,10 +190,18 @@ class OAuth2Auth(TokenAuth):
     name = "oauth2"
     fields = (
         Field("client_id", help="OAuth client id"),
-        Field("client_secret", secret=True, required=False,
-              help="OAuth client secret (confidential clients only)"),
-        Field("refresh_token", secret=True, required=False,
-              help="a refresh token issued elsewhere (grant: refresh_token)"),
+        Field(
+            "client_secret",
+            secret=True,
+            required=False,
+            help="OAuth client secret (confidential clients only)",
+        ),
+        Field(
+            "refresh_token",
+            secret=True,
+            required=False,
+            help="a refresh token issued elsewhere (grant: refresh_token)",
+        ),
     )
     Options = OAuth2Options
 
@@ -202,28 +217,43 @@ class OAuth2Auth(TokenAuth):
 
     def endpoints(self) -> dict[str, str | None]:
         """The token, authorization and device endpoints."""
-        return {"token": self.options.token_url,
-                "authorization": self.options.authorization_url,
-                "device": self.options.device_authorization_url}
+        return {
+            "token": self.options.token_url,
+            "authorization": self.options.authorization_url,
+            "device": self.options.device_authorization_url,
+        }
 
     def endpoint(self, kind: str) -> str:
         url = self.endpoints().get(kind)
         if not url:
-            raise AuthError(f"no {kind} endpoint is configured",
-                            connector=self.context.connector, method=self.name)
+            raise AuthError(
+                f"no {kind} endpoint is configured",
+                connector=self.context.connector,
+                method=self.name,
+            )
         return url
 
     def store_identity(self) -> str:
-        return "|".join([self.name, self.endpoint("token"),
-                         self.credential("client_id") or "", self.options.grant,
-                         " ".join(sorted(self.options.scopes)), self.options.account])
+        return "|".join(
+            [
+                self.name,
+                self.endpoint("token"),
+                self.credential("client_id") or "",
+                self.options.grant,
+                " ".join(sorted(self.options.scopes)),
+                self.options.account,
+            ]
+        )
 
     @property
     def client_id(self) -> str:
         value = self.credential("client_id")
         if not value:
-            raise AuthError("client_id is not set", connector=self.context.connector,
-                            method=self.name)
+            raise AuthError(
+                "client_id is not set",
+                connector=self.context.connector,
+                method=self.name,
+            )
         return value
 
     def client_auth(self) -> str:
@@ -241,9 +271,13 @@ class OAuth2Auth(TokenAuth):
         secret = self.credential("client_secret") or ""
         if method == "client_secret_basic":
             headers.update(client_basic_header(self.client_id, secret))
-            pairs = [(k, v) for k, v in pairs if k not in ("client_id", "client_secret")]
+            pairs = [
+                (k, v) for k, v in pairs if k not in ("client_id", "client_secret")
+            ]
         else:
-            pairs = [(k, v) for k, v in pairs if k not in ("client_id", "client_secret")]
+            pairs = [
+                (k, v) for k, v in pairs if k not in ("client_id", "client_secret")
+            ]
             pairs.append(("client_id", self.client_id))
             if method == "client_secret_post":
                 pairs.append(("client_secret", secret))
@@ -291,25 +325,36 @@ class OAuth2Auth(TokenAuth):
         """The refresh-token grant; a rotated refresh token replaces the old one."""
         assert token.refresh_token is not None
         body = self._client().prepare_refresh_body(
-            refresh_token=token.refresh_token.reveal())
+            refresh_token=token.refresh_token.reveal()
+        )
         logger.debug("%s: refreshing the access token", self.context.connector)
         return self.new_token(self.token_request(body, extra=False), previous=token)
 
-    def new_token(self, answer: Mapping[str, Any], *,
-                  previous: Token | None = None, nonce: str | None = None) -> Token:
+    def new_token(
+        self,
+        answer: Mapping[str, Any],
+        *,
+        previous: Token | None = None,
+        nonce: str | None = None,
+    ) -> Token:
         """Check and convert a token answer (OIDC validates the ID token here)."""
         from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
         try:
             self._client().parse_request_body_response(_json_text(answer))
         except (OAuth2Error, ValueError, Warning) as exc:
-            raise AuthError(f"the token answer is not usable: {type(exc).__name__}",
-                            connector=self.context.connector, method=self.name) from None
+            raise AuthError(
+                f"the token answer is not usable: {type(exc).__name__}",
+                connector=self.context.connector,
+                method=self.name,
+            ) from None
         return Token.from_response(answer, previous=previous)
 
     # ------------------------------------------------------------ authorization code
 
-    def begin_authorization(self, redirect_uri: str | None = None) -> AuthorizationRequest:
+    def begin_authorization(
+        self, redirect_uri: str | None = None
+    ) -> AuthorizationRequest:
         """Start an authorization-code + PKCE sign-in; open ``.url`` in a browser."""
         from oauthlib.common import generate_token
 
@@ -319,19 +364,34 @@ class OAuth2Auth(TokenAuth):
         state = generate_token(32)
         redirect = redirect_uri or self.options.redirect_uri or _free_loopback_uri()
         nonce = generate_token(32) if self.uses_nonce() else None
-        params = {**self.authorize_params(), "code_challenge": challenge,
-                  "code_challenge_method": "S256"}
+        params = {
+            **self.authorize_params(),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
         if nonce:
             params["nonce"] = nonce
         authorization_url = self.endpoint("authorization")
-        require_secure_url(authorization_url, "authorization URL",
-                           self.context.connector, self.name)
-        url = _restore_scheme(authorization_url, client.prepare_request_uri(
-            _oauthlib_url(authorization_url), redirect_uri=redirect,
-            scope=self.options.scopes or None, state=state, **params))
-        self._pending = AuthorizationRequest(url=url, state=state,
-                                             code_verifier=Secret(verifier),
-                                             redirect_uri=redirect, nonce=nonce)
+        require_secure_url(
+            authorization_url, "authorization URL", self.context.connector, self.name
+        )
+        url = _restore_scheme(
+            authorization_url,
+            client.prepare_request_uri(
+                _oauthlib_url(authorization_url),
+                redirect_uri=redirect,
+                scope=self.options.scopes or None,
+                state=state,
+                **params,
+            ),
+        )
+        self._pending = AuthorizationRequest(
+            url=url,
+            state=state,
+            code_verifier=Secret(verifier),
+            redirect_uri=redirect,
+            nonce=nonce,
+        )
         return self._pending
 
     def authorize_params(self) -> dict[str, str]:
@@ -349,8 +409,9 @@ class OAuth2Auth(TokenAuth):
     def uses_nonce(self) -> bool:
         return False
 
-    def complete_authorization(self, callback_url: str,
-                               request: AuthorizationRequest | None = None) -> Token:
+    def complete_authorization(
+        self, callback_url: str, request: AuthorizationRequest | None = None
+    ) -> Token:
         """Finish a sign-in from the callback URL (pasted or caught on loopback).
 
         The token is stored and used from now on.
@@ -360,32 +421,44 @@ class OAuth2Auth(TokenAuth):
             self._accept(token)
         return token
 
-    def exchange_code(self, callback_url: str,
-                      request: AuthorizationRequest | None = None) -> Token:
+    def exchange_code(
+        self, callback_url: str, request: AuthorizationRequest | None = None
+    ) -> Token:
         """Check ``state`` and trade the code for a token (not stored)."""
         request = request or self._pending
         if request is None:
-            raise AuthError("no sign-in was started; call begin_authorization() first",
-                            connector=self.context.connector, method=self.name)
+            raise AuthError(
+                "no sign-in was started; call begin_authorization() first",
+                connector=self.context.connector,
+                method=self.name,
+            )
         code = self._code_from_callback(callback_url.strip(), request)
         body = self._client().prepare_request_body(
-            code=code, redirect_uri=request.redirect_uri,
-            code_verifier=request.code_verifier.reveal())
+            code=code,
+            redirect_uri=request.redirect_uri,
+            code_verifier=request.code_verifier.reveal(),
+        )
         token = self.new_token(self.token_request(body), nonce=request.nonce)
         self._pending = None
         return token
 
-    def _code_from_callback(self, callback_url: str, request: AuthorizationRequest) -> str:
+    def _code_from_callback(
+        self, callback_url: str, request: AuthorizationRequest
+    ) -> str:
         from oauthlib.oauth2.rfc6749 import errors
 
         self.check_callback_issuer(callback_url)
         try:
             params = self._client().parse_request_uri_response(
-                _oauthlib_url(callback_url), state=request.state)
+                _oauthlib_url(callback_url), state=request.state
+            )
         except errors.MismatchingStateError:
-            raise AuthError("the callback's state does not match this sign-in "
-                            "(a stale or forged redirect); start again",
-                            connector=self.context.connector, method=self.name) from None
+            raise AuthError(
+                "the callback's state does not match this sign-in "
+                "(a stale or forged redirect); start again",
+                connector=self.context.connector,
+                method=self.name,
+            ) from None
         except errors.OAuth2Error as exc:
             raise self._callback_error(exc) from None
         return str(params["code"])
@@ -396,23 +469,31 @@ class OAuth2Auth(TokenAuth):
     def _callback_error(self, exc: Exception) -> AuthError:
         code = oauth_error(exc) or "invalid_request"
         text = {"access_denied": "sign-in was cancelled or denied at the provider"}.get(
-            code, f"the provider returned an error to the callback: {code}")
+            code, f"the provider returned an error to the callback: {code}"
+        )
         error = AuthError(text, connector=self.context.connector, method=self.name)
         error.oauth_error = code  # type: ignore[attr-defined]
         return error
 
-    def browser_sign_in(self, *, open_browser: bool = True,
-                        notify: Callable[[str], None] = _tell,
-                        timeout: float | None = None) -> Token:
+    def browser_sign_in(
+        self,
+        *,
+        open_browser: bool = True,
+        notify: Callable[[str], None] = _tell,
+        timeout: float | None = None,
+    ) -> Token:
         """Sign in through a browser and a loopback redirect (not stored)."""
         configured = self.options.redirect_uri
         path, port = "/callback", 0
         if configured:
             parts = urlsplit(configured)
             if parts.hostname not in _LOOPBACK_HOSTS:
-                raise AuthError("the redirect_uri is not a loopback address, so the "
-                                "callback cannot be caught here; use paste mode",
-                                connector=self.context.connector, method=self.name)
+                raise AuthError(
+                    "the redirect_uri is not a loopback address, so the "
+                    "callback cannot be caught here; use paste mode",
+                    connector=self.context.connector,
+                    method=self.name,
+                )
             path, port = parts.path or "/", parts.port or 0
         with LoopbackReceiver(path=path, port=port) as receiver:
             request = self.begin_authorization(receiver.redirect_uri)
@@ -422,12 +503,18 @@ class OAuth2Auth(TokenAuth):
             callback = receiver.wait(timeout or self.options.login_timeout)
         return self.exchange_code(callback, request)
 
-    def paste_sign_in(self, *, notify: Callable[[str], None] = _tell,
-                      read: Callable[[str], str] = input) -> Token:
+    def paste_sign_in(
+        self,
+        *,
+        notify: Callable[[str], None] = _tell,
+        read: Callable[[str], str] = input,
+    ) -> Token:
         """Sign in where no loopback redirect can reach us: paste the callback URL."""
         request = self.begin_authorization()
-        notify(f"Open this address to sign in: {request.url}\nAfter signing in, your "
-               "browser lands on a page that may not load; copy its full address.")
+        notify(
+            f"Open this address to sign in: {request.url}\nAfter signing in, your "
+            "browser lands on a page that may not load; copy its full address."
+        )
         return self.exchange_code(read("Callback URL: "), request)
 
     # ------------------------------------------------------------ device flow
@@ -440,18 +527,30 @@ class OAuth2Auth(TokenAuth):
         pairs.extend(self._extra_params())
         headers: dict[str, str] = {}
         if self.client_auth() == "client_secret_basic":
-            headers.update(client_basic_header(self.client_id,
-                                               self.credential("client_secret") or ""))
+            headers.update(
+                client_basic_header(
+                    self.client_id, self.credential("client_secret") or ""
+                )
+            )
         else:
             pairs.append(("client_id", self.client_id))
             if self.client_auth() == "client_secret_post":
                 pairs.append(("client_secret", self.credential("client_secret") or ""))
-        answer = self.post_token_request(self.endpoint("device"), pairs, headers=headers,
-                                         what="device authorization endpoint")
+        answer = self.post_token_request(
+            self.endpoint("device"),
+            pairs,
+            headers=headers,
+            what="device authorization endpoint",
+        )
         return _device_from(answer)
 
-    def poll_device(self, device: DeviceAuthorization, *, wait: bool = True,
-                    sleep: Callable[[float], None] = time.sleep) -> Token | None:
+    def poll_device(
+        self,
+        device: DeviceAuthorization,
+        *,
+        wait: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Token | None:
         """Poll until the person approves; with ``wait=False`` poll once.
 
         The token is stored and used from now on. Returns None only when
@@ -463,13 +562,19 @@ class OAuth2Auth(TokenAuth):
                 self._accept(token)
         return token
 
-    def device_token(self, device: DeviceAuthorization, *, wait: bool = True,
-                     sleep: Callable[[float], None] = time.sleep) -> Token | None:
+    def device_token(
+        self,
+        device: DeviceAuthorization,
+        *,
+        wait: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Token | None:
         """The device-grant polling loop (not stored)."""
         from oauthlib.oauth2 import DeviceClient
 
         body = DeviceClient(self.client_id).prepare_request_body(
-            device.device_code.reveal(), include_client_id=False)
+            device.device_code.reveal(), include_client_id=False
+        )
         while True:
             if time.time() >= device.expires_at:
                 raise self._device_error("expired_token")
@@ -490,21 +595,28 @@ class OAuth2Auth(TokenAuth):
             device.next_poll = time.time() + device.interval
             logger.debug("device flow: slow_down, polling every %s s", device.interval)
         elif code != "authorization_pending":
-            raise self._device_error(code) if code in (
-                "expired_token", "access_denied") else exc
+            raise (
+                self._device_error(code)
+                if code in ("expired_token", "access_denied")
+                else exc
+            )
 
     def _device_error(self, code: str) -> AuthError:
         text = {
             "expired_token": "the device code expired before the sign-in was "
-                             "approved; start the sign-in again",
+            "approved; start the sign-in again",
             "access_denied": "the sign-in was denied on the verification page",
         }[code]
         error = AuthError(text, connector=self.context.connector, method=self.name)
         error.oauth_error = code  # type: ignore[attr-defined]
         return error
 
-    def device_sign_in(self, *, notify: Callable[[str], None] = _tell,
-                       sleep: Callable[[float], None] = time.sleep) -> Token:
+    def device_sign_in(
+        self,
+        *,
+        notify: Callable[[str], None] = _tell,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Token:
         """The whole device flow, telling the person what to do (not stored)."""
         device = self.begin_device()
         notify(device.message())
@@ -544,13 +656,19 @@ def _device_from(answer: Mapping[str, Any]) -> DeviceAuthorization:
         # Google spells it verification_url.
         uri = str(answer.get("verification_uri") or answer["verification_url"])
     except KeyError as exc:
-        raise AuthError(f"the device authorization answer lacks {exc.args[0]}") from None
+        raise AuthError(
+            f"the device authorization answer lacks {exc.args[0]}"
+        ) from None
     now = time.time()
     return DeviceAuthorization(
-        device_code=Secret(device_code), user_code=user_code, verification_uri=uri,
+        device_code=Secret(device_code),
+        user_code=user_code,
+        verification_uri=uri,
         verification_uri_complete=answer.get("verification_uri_complete"),
         interval=float(answer.get("interval") or 5),
-        expires_at=now + float(answer.get("expires_in") or 600), next_poll=now)
+        expires_at=now + float(answer.get("expires_in") or 600),
+        next_poll=now,
+    )
 
 
 def _json_text(answer: Mapping[str, Any]) -> str:
@@ -563,13 +681,13 @@ def _oauthlib_url(url: str) -> str:
     """oauthlib insists on https; a loopback http URL is allowed by our own rules."""
     parts = urlsplit(url)
     if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
-        return "https" + url[len("http"):]
+        return "https" + url[len("http") :]
     return url
 
 
 def _restore_scheme(original: str, built: str) -> str:
     if original.startswith("http://") and built.startswith("https://"):
-        return "http" + built[len("https"):]
+        return "http" + built[len("https") :]
     return built
 
 

@@ -30,12 +30,35 @@ logger = logging.getLogger(__name__)
 
 # Asymmetric algorithms only: the JWKS holds public keys, and accepting an
 # HMAC algorithm would let anyone who has the public key forge a token.
-ASYMMETRIC_ALGORITHMS = frozenset({
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-    "ES256", "ES384", "ES512", "EdDSA", "Ed25519",
-})
-_PROTOCOL_CLAIMS = ("iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash",
-                    "auth_time", "azp", "sid", "jti")
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES384",
+        "ES512",
+        "EdDSA",
+        "Ed25519",
+    }
+)
+_PROTOCOL_CLAIMS = (
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "auth_time",
+    "azp",
+    "sid",
+    "jti",
+)
 
 
 class OIDCOptions(OAuthCommonOptions):
@@ -94,9 +117,11 @@ class OIDCAuth(OAuth2Auth):
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
         document = self._get_json(url, "discovery document")
         if document.get("issuer") != issuer:
-            raise self._error(f"the discovery document names issuer "
-                              f"{document.get('issuer')!r}, not the configured "
-                              f"{issuer!r}; they must match exactly")
+            raise self._error(
+                f"the discovery document names issuer "
+                f"{document.get('issuer')!r}, not the configured "
+                f"{issuer!r}; they must match exactly"
+            )
         for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             if not document.get(key):
                 raise self._error(f"the discovery document has no {key}")
@@ -104,21 +129,32 @@ class OIDCAuth(OAuth2Auth):
 
     def endpoints(self) -> dict[str, str | None]:
         meta = self.metadata()
-        return {"token": meta.get("token_endpoint"),
-                "authorization": meta.get("authorization_endpoint"),
-                "device": meta.get("device_authorization_endpoint"),
-                "userinfo": meta.get("userinfo_endpoint")}
+        return {
+            "token": meta.get("token_endpoint"),
+            "authorization": meta.get("authorization_endpoint"),
+            "device": meta.get("device_authorization_endpoint"),
+            "userinfo": meta.get("userinfo_endpoint"),
+        }
 
     def store_identity(self) -> str:
         # The issuer, not the discovered token URL: no request just to name the entry.
-        return "|".join([self.name, self.options.issuer, self.credential("client_id") or "",
-                         self.options.grant, " ".join(sorted(self.options.scopes)),
-                         self.options.account])
+        return "|".join(
+            [
+                self.name,
+                self.options.issuer,
+                self.credential("client_id") or "",
+                self.options.grant,
+                " ".join(sorted(self.options.scopes)),
+                self.options.account,
+            ]
+        )
 
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
         response = self.send("GET", url, headers={"Accept": "application/json"})
         if response.status_code != 200:
-            raise self._error(f"the {what} at {url} answered HTTP {response.status_code}")
+            raise self._error(
+                f"the {what} at {url} answered HTTP {response.status_code}"
+            )
         try:
             body = response.json()
         except ValueError:
@@ -163,11 +199,14 @@ class OIDCAuth(OAuth2Auth):
         """RFC 9207: a callback that names an issuer must name ours."""
         params = dict(parse_qsl(urlsplit(callback_url).query))
         if "iss" in params and params["iss"] != self.options.issuer:
-            raise self._error(f"the callback comes from issuer {params['iss']!r}, "
-                              f"not {self.options.issuer!r}")
+            raise self._error(
+                f"the callback comes from issuer {params['iss']!r}, "
+                f"not {self.options.issuer!r}"
+            )
 
-    def new_token(self, answer: Any, *, previous: Token | None = None,
-                  nonce: str | None = None) -> Token:
+    def new_token(
+        self, answer: Any, *, previous: Token | None = None, nonce: str | None = None
+    ) -> Token:
         token = super().new_token(answer, previous=previous)
         if token.id_token is not None:
             claims = self.validate_id_token(token.id_token.reveal(), nonce=nonce)
@@ -177,11 +216,15 @@ class OIDCAuth(OAuth2Auth):
             token.extra["id_token_claims"] = previous.extra["id_token_claims"]
             token.id_token = previous.id_token
         elif self.options.grant in ("authorization_code", "device_code"):
-            raise self._error("the token answer has no id_token; is 'openid' among "
-                              "the client's allowed scopes?")
+            raise self._error(
+                "the token answer has no id_token; is 'openid' among "
+                "the client's allowed scopes?"
+            )
         return token
 
-    def _check_same_subject(self, claims: dict[str, Any], previous: Token | None) -> None:
+    def _check_same_subject(
+        self, claims: dict[str, Any], previous: Token | None
+    ) -> None:
         old = (previous.extra.get("id_token_claims") or {}) if previous else {}
         if old.get("sub") and old["sub"] != claims.get("sub"):
             raise self._error("the refreshed ID token is for a different subject")
@@ -189,12 +232,20 @@ class OIDCAuth(OAuth2Auth):
     def validate_id_token(self, id_token: str, *, nonce: str | None) -> dict[str, Any]:
         """Verify an ID token; the verified claims."""
         return validate_id_token(
-            id_token, issuer=self.options.issuer, client_id=self.client_id,
-            key_for=self.signing_key, nonce=nonce, leeway=self.options.clock_skew,
-            allowed=self._allowed_algorithms(), connector=self.context.connector)
+            id_token,
+            issuer=self.options.issuer,
+            client_id=self.client_id,
+            key_for=self.signing_key,
+            nonce=nonce,
+            leeway=self.options.clock_skew,
+            allowed=self._allowed_algorithms(),
+            connector=self.context.connector,
+        )
 
     def _allowed_algorithms(self) -> set[str]:
-        offered = self.metadata().get("id_token_signing_alg_values_supported") or ["RS256"]
+        offered = self.metadata().get("id_token_signing_alg_values_supported") or [
+            "RS256"
+        ]
         return {alg for alg in offered if alg in ASYMMETRIC_ALGORITHMS}
 
     # ------------------------------------------------------------ identity
@@ -206,7 +257,9 @@ class OIDCAuth(OAuth2Auth):
 
     def subject(self) -> str | None:
         claims = self.claims()
-        return claims.get("email") or claims.get("preferred_username") or claims.get("sub")
+        return (
+            claims.get("email") or claims.get("preferred_username") or claims.get("sub")
+        )
 
     def identity(self) -> dict[str, Any]:
         """Who is signed in: ``sub``, the verified claims and the userinfo answer."""
@@ -218,11 +271,16 @@ class OIDCAuth(OAuth2Auth):
             try:
                 userinfo = self.fetch_userinfo()
             except AuthError as exc:
-                logger.warning("%s: userinfo left out of the identity: %s",
-                               self.context.connector, exc)
-        return {"sub": claims.get("sub"),
-                "claims": {k: v for k, v in claims.items() if k not in _PROTOCOL_CLAIMS},
-                "userinfo": userinfo}
+                logger.warning(
+                    "%s: userinfo left out of the identity: %s",
+                    self.context.connector,
+                    exc,
+                )
+        return {
+            "sub": claims.get("sub"),
+            "claims": {k: v for k, v in claims.items() if k not in _PROTOCOL_CLAIMS},
+            "userinfo": userinfo,
+        }
 
     def fetch_userinfo(self) -> dict[str, Any]:
         """The userinfo endpoint's answer (fetched once per subject).
@@ -236,11 +294,18 @@ class OIDCAuth(OAuth2Auth):
         if not url:
             return {}
         require_secure_url(url, "userinfo endpoint", self.context.connector, self.name)
-        response = self.send("GET", url, headers={
-            "Accept": "application/json",
-            "Authorization": self.authorization_value(self.token())})
+        response = self.send(
+            "GET",
+            url,
+            headers={
+                "Accept": "application/json",
+                "Authorization": self.authorization_value(self.token()),
+            },
+        )
         if response.status_code != 200:
-            raise self._error(f"the userinfo endpoint answered HTTP {response.status_code}")
+            raise self._error(
+                f"the userinfo endpoint answered HTTP {response.status_code}"
+            )
         info = response.json()
         if not isinstance(info, dict) or info.get("sub") != subject:
             raise self._error("the userinfo answer is for a different subject")
@@ -276,10 +341,18 @@ def _family_of_alg(alg: str) -> str:
     return "RS" if alg.startswith("PS") else alg[:2]
 
 
-def validate_id_token(id_token: str, *, issuer: str, client_id: str, key_for: Any,
-                      nonce: str | None, leeway: float = 60.0,
-                      allowed: set[str] | frozenset[str] = ASYMMETRIC_ALGORITHMS,
-                      connector: str = "", now: float | None = None) -> dict[str, Any]:
+def validate_id_token(
+    id_token: str,
+    *,
+    issuer: str,
+    client_id: str,
+    key_for: Any,
+    nonce: str | None,
+    leeway: float = 60.0,
+    allowed: set[str] | frozenset[str] = ASYMMETRIC_ALGORITHMS,
+    connector: str = "",
+    now: float | None = None,
+) -> dict[str, Any]:
     """Verify an OpenID Connect ID token (Core 1.0 section 3.1.3.7).
 
     Args:
@@ -292,8 +365,11 @@ def validate_id_token(id_token: str, *, issuer: str, client_id: str, key_for: An
     import jwt
 
     def fail(text: str) -> AuthError:
-        return AuthError(f"the ID token was rejected: {text}", connector=connector or None,
-                         method="oidc")
+        return AuthError(
+            f"the ID token was rejected: {text}",
+            connector=connector or None,
+            method="oidc",
+        )
 
     try:
         header = jwt.get_unverified_header(id_token)
@@ -309,17 +385,36 @@ def validate_id_token(id_token: str, *, issuer: str, client_id: str, key_for: An
     key = key_for(header.get("kid"), alg)
     try:
         claims = jwt.decode(
-            id_token, key=key.key, algorithms=[alg], audience=client_id, issuer=issuer,
-            leeway=leeway, options={"require": ["iss", "sub", "aud", "exp", "iat"]})
+            id_token,
+            key=key.key,
+            algorithms=[alg],
+            audience=client_id,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["iss", "sub", "aud", "exp", "iat"]},
+        )
     except jwt.PyJWTError as exc:
         raise fail(f"{type(exc).__name__}: {exc}") from None
-    _check_claims(claims, client_id=client_id, nonce=nonce, leeway=leeway,
-                  now=time.time() if now is None else now, fail=fail)
+    _check_claims(
+        claims,
+        client_id=client_id,
+        nonce=nonce,
+        leeway=leeway,
+        now=time.time() if now is None else now,
+        fail=fail,
+    )
     return claims
 
 
-def _check_claims(claims: dict[str, Any], *, client_id: str, nonce: str | None,
-                  leeway: float, now: float, fail: Any) -> None:
+def _check_claims(
+    claims: dict[str, Any],
+    *,
+    client_id: str,
+    nonce: str | None,
+    leeway: float,
+    now: float,
+    fail: Any,
+) -> None:
     if float(claims["iat"]) > now + leeway:
         raise fail("it was issued in the future (iat)")
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]

@@ -40,8 +40,17 @@ logger = logging.getLogger(__name__)
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _ERROR_STATUSES = (400, 401, 403)
-_KNOWN_KEYS = frozenset({"access_token", "token_type", "expires_in", "expires_at",
-                         "refresh_token", "scope", "id_token"})
+_KNOWN_KEYS = frozenset(
+    {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "expires_at",
+        "refresh_token",
+        "scope",
+        "id_token",
+    }
+)
 
 
 def _secret(value: Any) -> Secret | None:
@@ -82,12 +91,19 @@ class Token:
         self.id_token = _secret(self.id_token)
 
     def __repr__(self) -> str:
-        return (f"Token(type={self.token_type!r}, expires_at={self.expires_at!r}, "
-                f"scope={' '.join(self.scope)!r}, refresh={self.refresh_token is not None})")
+        return (
+            f"Token(type={self.token_type!r}, expires_at={self.expires_at!r}, "
+            f"scope={' '.join(self.scope)!r}, refresh={self.refresh_token is not None})"
+        )
 
     @classmethod
-    def from_response(cls, payload: Mapping[str, Any], *, previous: Token | None = None,
-                      now: float | None = None) -> Token:
+    def from_response(
+        cls,
+        payload: Mapping[str, Any],
+        *,
+        previous: Token | None = None,
+        now: float | None = None,
+    ) -> Token:
         """Build a token from a token-endpoint answer.
 
         ``expires_in`` may be a number or a numeric string. A refresh token
@@ -95,7 +111,8 @@ class Token:
         """
         now = time.time() if now is None else now
         refresh = payload.get("refresh_token") or (
-            previous.refresh_token if previous is not None else None)
+            previous.refresh_token if previous is not None else None
+        )
         scope = payload.get("scope")
         if scope is None and previous is not None:
             scope = list(previous.scope)
@@ -107,8 +124,11 @@ class Token:
             scope=_scopes(scope),
             id_token=payload.get("id_token"),
             obtained_at=now,
-            extra={k: v for k, v in payload.items()
-                   if k not in _KNOWN_KEYS and not _looks_secret(k)},
+            extra={
+                k: v
+                for k, v in payload.items()
+                if k not in _KNOWN_KEYS and not _looks_secret(k)
+            },
         )
 
     def lifetime(self) -> float | None:
@@ -141,7 +161,9 @@ class Token:
             "access_token": self.access_token.reveal(),
             "token_type": self.token_type,
             "expires_at": self.expires_at,
-            "refresh_token": self.refresh_token.reveal() if self.refresh_token else None,
+            "refresh_token": self.refresh_token.reveal()
+            if self.refresh_token
+            else None,
             "scope": list(self.scope),
             "id_token": self.id_token.reveal() if self.id_token else None,
             "obtained_at": self.obtained_at,
@@ -164,8 +186,11 @@ class Token:
 
     def values(self) -> list[str]:
         """The secret values in this token, for redaction."""
-        return [s.reveal() for s in (self.access_token, self.refresh_token, self.id_token)
-                if s]
+        return [
+            s.reveal()
+            for s in (self.access_token, self.refresh_token, self.id_token)
+            if s
+        ]
 
 
 def _expiry(payload: Mapping[str, Any], now: float) -> float | None:
@@ -174,8 +199,10 @@ def _expiry(payload: Mapping[str, Any], now: float) -> float | None:
         try:
             return now + float(expires_in)
         except (TypeError, ValueError):
-            raise AuthError(f"the token response has a non-numeric expires_in: "
-                            f"{str(expires_in)[:40]!r}") from None
+            raise AuthError(
+                f"the token response has a non-numeric expires_in: "
+                f"{str(expires_in)[:40]!r}"
+            ) from None
     expires_at = payload.get("expires_at")
     if isinstance(expires_at, (int, float)):
         return float(expires_at)
@@ -226,17 +253,21 @@ class TokenOptions(BaseModel):
     account: str = ""
 
 
-def require_secure_url(url: str, what: str, connector: str = "",
-                       method: str = "") -> None:
+def require_secure_url(
+    url: str, what: str, connector: str = "", method: str = ""
+) -> None:
     """Refuse to send credentials to ``url`` unless it is https or loopback."""
     parts = urlsplit(url)
     if parts.scheme == "https":
         return
     if parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS:
         return
-    raise AuthError(f"the {what} must be an https:// URL (plain http only to "
-                    f"127.0.0.1/localhost); got {parts.scheme}://{parts.hostname}",
-                    connector=connector or None, method=method or None)
+    raise AuthError(
+        f"the {what} must be an https:// URL (plain http only to "
+        f"127.0.0.1/localhost); got {parts.scheme}://{parts.hostname}",
+        connector=connector or None,
+        method=method or None,
+    )
 
 
 def oauth_error(exc: Exception) -> str:
@@ -262,10 +293,14 @@ class TokenAuth(AuthMethod):
     #: Whether obtain_token needs no person (client credentials, assertions).
     silent: bool = True
 
-    def __init__(self, options: BaseModel | None = None,
-                 credentials: Mapping[str, str | Secret | None] | None = None,
-                 context: AuthContext | None = None, *,
-                 on_token: Callable[[Token], None] | None = None):
+    def __init__(
+        self,
+        options: BaseModel | None = None,
+        credentials: Mapping[str, str | Secret | None] | None = None,
+        context: AuthContext | None = None,
+        *,
+        on_token: Callable[[Token], None] | None = None,
+    ):
         super().__init__(options, credentials, context)
         self.on_token = on_token
         self._lock = threading.RLock()
@@ -279,9 +314,12 @@ class TokenAuth(AuthMethod):
         raise self.sign_in_needed()
 
     def refresh(self, token: Token) -> Token:
-        """A new token from ``token.refresh_token``; raise TokenRefreshError if refused."""
-        raise TokenRefreshError("this method cannot refresh tokens",
-                                connector=self.context.connector, method=self.name)
+        """A new token from ``token.refresh_token``; AuthError if refused."""
+        raise TokenRefreshError(
+            "this method cannot refresh tokens",
+            connector=self.context.connector,
+            method=self.name,
+        )
 
     def interactive_token(self, **kwargs: Any) -> Token:
         """Ask a person to sign in (browser, device code); the default is silent."""
@@ -310,12 +348,20 @@ class TokenAuth(AuthMethod):
 
     def handle_401(self, response: requests.Response) -> bool:
         """Renew once after a 401, unless another thread already did."""
-        sent = response.request.headers.get("Authorization") if response.request else None
+        sent = (
+            response.request.headers.get("Authorization") if response.request else None
+        )
         with self._lock:
             current = self._token
-            if current is not None and sent and self.authorization_value(current) != sent:
+            if (
+                current is not None
+                and sent
+                and self.authorization_value(current) != sent
+            ):
                 return True
-            logger.debug("%s: the API refused the token; renewing", self.context.connector)
+            logger.debug(
+                "%s: the API refused the token; renewing", self.context.connector
+            )
             self._renew(rejected=current)
         return True
 
@@ -338,10 +384,15 @@ class TokenAuth(AuthMethod):
     def _renew(self, rejected: Token | None) -> Token:
         with self._store_lock():
             stored = self._read_store()
-            if (stored is not None and not stored.is_expired(self.leeway)
-                    and not _same(stored, rejected) and not _same(stored, self._token)):
-                logger.debug("%s: using the token another process stored",
-                             self.context.connector)
+            if (
+                stored is not None
+                and not stored.is_expired(self.leeway)
+                and not _same(stored, rejected)
+                and not _same(stored, self._token)
+            ):
+                logger.debug(
+                    "%s: using the token another process stored", self.context.connector
+                )
                 self._token = stored
                 return stored
             base = stored or self._token
@@ -363,7 +414,9 @@ class TokenAuth(AuthMethod):
         if refused:
             self.forget()
         if self.silent:
-            logger.debug("%s: refresh failed; fetching a new token", self.context.connector)
+            logger.debug(
+                "%s: refresh failed; fetching a new token", self.context.connector
+            )
             return
         if not refused:
             raise exc
@@ -371,14 +424,19 @@ class TokenAuth(AuthMethod):
         raise TokenRefreshError(
             "the provider refused the refresh token (invalid_grant), so the stored "
             f"token was removed; sign in again with `restconnect login {name}`",
-            connector=self.context.connector, method=self.name) from None
+            connector=self.context.connector,
+            method=self.name,
+        ) from None
 
     def _accept(self, token: Token) -> None:
         """Persist first, then use: a rotated refresh token must never be lost."""
         self._save_store(token)
         self._token = token
-        logger.debug("%s: new token, expires in %s s", self.context.connector,
-                      None if token.expires_in() is None else round(token.expires_in()))
+        logger.debug(
+            "%s: new token, expires in %s s",
+            self.context.connector,
+            None if token.expires_in() is None else round(token.expires_in()),
+        )
         if self.on_token is not None:
             self.on_token(token)
 
@@ -427,7 +485,9 @@ class TokenAuth(AuthMethod):
         try:
             return Token.from_dict(data)
         except (KeyError, TypeError, ValueError):
-            logger.warning("%s: ignoring an unreadable stored token", self.context.connector)
+            logger.warning(
+                "%s: ignoring an unreadable stored token", self.context.connector
+            )
             return None
 
     def _save_store(self, token: Token) -> None:
@@ -437,14 +497,21 @@ class TokenAuth(AuthMethod):
 
     # ------------------------------------------------------------ side requests
 
-    def post_token_request(self, url: str, data: Mapping[str, Any] | str, *,
-                           headers: Mapping[str, str] | None = None,
-                           what: str = "token endpoint") -> dict[str, Any]:
+    def post_token_request(
+        self,
+        url: str,
+        data: Mapping[str, Any] | str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        what: str = "token endpoint",
+    ) -> dict[str, Any]:
         """POST a form to a token endpoint; the parsed JSON answer, errors raised."""
         require_secure_url(url, what, self.context.connector, self.name)
-        all_headers = {"Accept": "application/json",
-                       "Content-Type": "application/x-www-form-urlencoded",
-                       **(headers or {})}
+        all_headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+            **(headers or {}),
+        }
         response = self.send("POST", url, data=data, headers=all_headers)
         return self.parse_token_answer(response, what)
 
@@ -454,29 +521,39 @@ class TokenAuth(AuthMethod):
         if context.http is None:
             context = AuthContext(connector=context.connector, http=_direct_http())
         try:
-            return context.request(method, url, auth=False,
-                                   accept_statuses=_ERROR_STATUSES, **kwargs)
+            return context.request(
+                method, url, auth=False, accept_statuses=_ERROR_STATUSES, **kwargs
+            )
         except HTTPStatusError as exc:
-            raise AuthError(f"the {urlsplit(url).path or url} request failed with "
-                            f"HTTP {exc.status}", connector=self.context.connector,
-                            method=self.name) from None
+            raise AuthError(
+                f"the {urlsplit(url).path or url} request failed with "
+                f"HTTP {exc.status}",
+                connector=self.context.connector,
+                method=self.name,
+            ) from None
 
-    def parse_token_answer(self, response: requests.Response, what: str) -> dict[str, Any]:
-        """The JSON body of a token-endpoint answer; an OAuth error becomes AuthError."""
+    def parse_token_answer(
+        self, response: requests.Response, what: str
+    ) -> dict[str, Any]:
+        """The JSON body of a token-endpoint answer; OAuth errors become AuthError."""
         try:
             body = response.json()
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise AuthError(f"the {what} answered HTTP {response.status_code} without "
-                            f"a JSON object: {redact_text(response.text[:200])!r}",
-                            connector=self.context.connector, method=self.name)
+            raise AuthError(
+                f"the {what} answered HTTP {response.status_code} without "
+                f"a JSON object: {redact_text(response.text[:200])!r}",
+                connector=self.context.connector,
+                method=self.name,
+            )
         if response.status_code >= 400 or "error" in body:
             raise self.protocol_error(body, response.status_code, what)
         return body
 
-    def protocol_error(self, body: Mapping[str, Any], status: int,
-                       what: str) -> AuthError:
+    def protocol_error(
+        self, body: Mapping[str, Any], status: int, what: str
+    ) -> AuthError:
         """An AuthError for an OAuth error answer; ``.oauth_error`` holds the code."""
         code = str(body.get("error") or f"http_{status}")
         description = redact_text(str(body.get("error_description") or ""))[:300]
@@ -492,10 +569,15 @@ class TokenAuth(AuthMethod):
     def sign_in_needed(self) -> CredentialsMissing:
         """The error for a token that needs a person, in a run that cannot ask one."""
         name = self.context.connector or "NAME"
-        return CredentialsMissing(self.context.connector or self.name, {
-            "token": [f"run `restconnect login {name}` in a terminal",
-                      "sign in from a notebook with the connector's Sign in button"],
-        })
+        return CredentialsMissing(
+            self.context.connector or self.name,
+            {
+                "token": [
+                    f"run `restconnect login {name}` in a terminal",
+                    "sign in from a notebook with the connector's Sign in button",
+                ],
+            },
+        )
 
     def secrets(self) -> list[str]:
         values = super().secrets()
@@ -505,11 +587,17 @@ class TokenAuth(AuthMethod):
         return values
 
     def identity_key(self) -> str:
-        """Stable across refreshes: the configuration, not the token, names the identity."""
+        """A cache-key digest that stays the same when the token is renewed."""
         import hashlib
 
-        material = "\0".join([self.name, self.context.connector, self.store_identity(),
-                              *sorted(v for v in super().secrets())])
+        material = "\0".join(
+            [
+                self.name,
+                self.context.connector,
+                self.store_identity(),
+                *sorted(v for v in super().secrets()),
+            ]
+        )
         return hashlib.sha256(material.encode()).hexdigest()
 
     def subject(self) -> str | None:
@@ -528,7 +616,8 @@ class TokenAuth(AuthMethod):
             facts["refreshable"] = token.refresh_token is not None
             if token.expires_at is not None:
                 facts["expires_at"] = datetime.fromtimestamp(
-                    token.expires_at, timezone.utc).isoformat(timespec="seconds")
+                    token.expires_at, timezone.utc
+                ).isoformat(timespec="seconds")
                 facts["expires_in"] = max(0, round(token.expires_in() or 0))
         return facts
 
@@ -546,8 +635,11 @@ def client_basic_header(client_id: str, client_secret: str) -> dict[str, str]:
     """
     from requests.auth import _basic_auth_str
 
-    return {"Authorization": _basic_auth_str(quote(client_id, safe=""),
-                                             quote(client_secret, safe=""))}
+    return {
+        "Authorization": _basic_auth_str(
+            quote(client_id, safe=""), quote(client_secret, safe="")
+        )
+    }
 
 
 class _DirectHttp:
@@ -557,16 +649,24 @@ class _DirectHttp:
         self.session = requests.Session()
         self.timeout = timeout
 
-    def request(self, method: str, url: str, *, auth: Any = None,
-                accept_statuses: Any = (), **kwargs: Any) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        auth: Any = None,
+        accept_statuses: Any = (),
+        **kwargs: Any,
+    ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         try:
             return self.session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             from restconnect.exceptions import TransportError
 
-            raise TransportError(f"{method} {urlsplit(url).hostname}: "
-                                 f"{type(exc).__name__}") from None
+            raise TransportError(
+                f"{method} {urlsplit(url).hostname}: {type(exc).__name__}"
+            ) from None
 
 
 _direct: _DirectHttp | None = None

@@ -37,7 +37,7 @@ _FORMAT_VERSION = 1
 
 
 def store_root() -> Path:
-    """The folder restconnect keeps tokens in: ``$RESTCONNECT_HOME`` or the user data dir."""
+    """Where tokens are kept: ``$RESTCONNECT_HOME``, else the user data folder."""
     home = os.environ.get("RESTCONNECT_HOME")
     if home:
         return Path(home).expanduser()
@@ -56,8 +56,13 @@ class TokenStore:
         lock_timeout: seconds to wait for another process holding an entry.
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *,
-                 use_keyring: bool | None = None, lock_timeout: float = 60.0):
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        use_keyring: bool | None = None,
+        lock_timeout: float = 60.0,
+    ):
         self.root = Path(root) if root is not None else store_root()
         self.use_keyring = use_keyring
         self.lock_timeout = lock_timeout
@@ -100,8 +105,13 @@ class TokenStore:
         """Write the token atomically; the old file stays whole until the new one is."""
         path = self.path_for(connector, identity)
         self._ensure_folder(path.parent)
-        record = {"version": _FORMAT_VERSION, "connector": connector,
-                  "identity": identity, "saved_at": time.time(), "token": token}
+        record = {
+            "version": _FORMAT_VERSION,
+            "connector": connector,
+            "identity": identity,
+            "saved_at": time.time(),
+            "token": token,
+        }
         blob = self._cipher().encrypt(json.dumps(record).encode())
         _atomic_write(path, blob)
         logger.debug("stored a token for %s", connector)
@@ -139,7 +149,8 @@ class TokenStore:
             raise AuthError(
                 f"another process has held the token lock for over "
                 f"{self.lock_timeout:g} s ({path.with_suffix('.lock')})",
-                connector=connector) from None
+                connector=connector,
+            ) from None
         try:
             yield
         finally:
@@ -153,8 +164,11 @@ class TokenStore:
         try:
             return json.loads(self._cipher().decrypt(blob))
         except (InvalidToken, ValueError):
-            logger.warning("the token file %s cannot be decrypted with this "
-                           "machine's key; a new sign-in is needed", path)
+            logger.warning(
+                "the token file %s cannot be decrypted with this "
+                "machine's key; a new sign-in is needed",
+                path,
+            )
             return None
 
     def _cipher(self) -> Any:
@@ -182,7 +196,7 @@ class TokenStore:
             from keyring.backends import fail
 
             backend = keyring.get_keyring()
-        except Exception:  # noqa: BLE001 - any import or backend failure means "no keyring"
+        except Exception:  # noqa: BLE001 - any backend failure means "no keyring"
             return False
         usable = not isinstance(backend, fail.Keyring) and backend.priority > 0
         if self.use_keyring and not usable:
@@ -201,8 +215,10 @@ class TokenStore:
             keyring.set_password(_KEYRING_SERVICE, account, value)
             if keyring.get_password(_KEYRING_SERVICE, account) != value:
                 # A backend that accepts but forgets would lose every token.
-                logger.warning("the OS keyring did not keep the token key; "
-                               "using a 0600 key file instead")
+                logger.warning(
+                    "the OS keyring did not keep the token key; "
+                    "using a 0600 key file instead"
+                )
                 return self._file_key()
         return value.encode()
 
@@ -248,7 +264,7 @@ _default: TokenStore | None = None
 
 
 def default_token_store() -> TokenStore:
-    """The process-wide store at ``store_root()`` (re-read when RESTCONNECT_HOME changes)."""
+    """The process-wide store at ``store_root()``, following RESTCONNECT_HOME."""
     global _default
     root = store_root()
     if _default is None or _default.root != root:

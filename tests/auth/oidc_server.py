@@ -39,22 +39,47 @@ def free_port() -> int:
 
 
 def _clients() -> list[dict[str, Any]]:
-    confidential = {"grant_types": ["client_credentials"], "redirect_uris": [],
-                    "response_types": []}
+    confidential = {
+        "grant_types": ["client_credentials"],
+        "redirect_uris": [],
+        "response_types": [],
+    }
     return [
-        {"client_id": CC_BASIC[0], "client_secret": CC_BASIC[1],
-         "token_endpoint_auth_method": "client_secret_basic", **confidential},
-        {"client_id": CC_POST[0], "client_secret": CC_POST[1],
-         "token_endpoint_auth_method": "client_secret_post", **confidential},
-        {"client_id": NATIVE, "application_type": "native",
-         "token_endpoint_auth_method": "none", "response_types": ["code"],
-         "redirect_uris": ["http://127.0.0.1/callback"],
-         "grant_types": ["authorization_code", "refresh_token",
-                         "urn:ietf:params:oauth:grant-type:device_code"]},
-        {"client_id": DEVICE_CONFIDENTIAL[0], "client_secret": DEVICE_CONFIDENTIAL[1],
-         "token_endpoint_auth_method": "client_secret_basic", "response_types": [],
-         "redirect_uris": [],
-         "grant_types": ["refresh_token", "urn:ietf:params:oauth:grant-type:device_code"]},
+        {
+            "client_id": CC_BASIC[0],
+            "client_secret": CC_BASIC[1],
+            "token_endpoint_auth_method": "client_secret_basic",
+            **confidential,
+        },
+        {
+            "client_id": CC_POST[0],
+            "client_secret": CC_POST[1],
+            "token_endpoint_auth_method": "client_secret_post",
+            **confidential,
+        },
+        {
+            "client_id": NATIVE,
+            "application_type": "native",
+            "token_endpoint_auth_method": "none",
+            "response_types": ["code"],
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "grant_types": [
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ],
+        },
+        {
+            "client_id": DEVICE_CONFIDENTIAL[0],
+            "client_secret": DEVICE_CONFIDENTIAL[1],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "response_types": [],
+            "redirect_uris": [],
+            "grant_types": [
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ],
+        },
     ]
 
 
@@ -65,9 +90,13 @@ class OIDCProvider:
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
-        self.config = {"port": self.port, "resource": RESOURCE,
-                       "accessTokenTTL": access_ttl, "deviceCodeTTL": device_ttl,
-                       "clients": _clients()}
+        self.config = {
+            "port": self.port,
+            "resource": RESOURCE,
+            "accessTokenTTL": access_ttl,
+            "deviceCodeTTL": device_ttl,
+            "clients": _clients(),
+        }
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> OIDCProvider:
@@ -75,8 +104,12 @@ class OIDCProvider:
         config.write_text(json.dumps(self.config))
         self._log = open(self.workdir / "oidc-provider.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
-            ["node", str(SERVER_DIR / "server.mjs"), str(config)], cwd=SERVER_DIR,
-            stdout=subprocess.PIPE, stderr=self._log, text=True)
+            ["node", str(SERVER_DIR / "server.mjs"), str(config)],
+            cwd=SERVER_DIR,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
         self._wait_ready()
         return self
 
@@ -86,7 +119,9 @@ class OIDCProvider:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"oidc-provider exited: see {self._log.name}")
             try:
-                requests.get(f"{self.issuer}/.well-known/openid-configuration", timeout=1)
+                requests.get(
+                    f"{self.issuer}/.well-known/openid-configuration", timeout=1
+                )
                 return
             except requests.ConnectionError:
                 time.sleep(0.1)
@@ -108,7 +143,9 @@ class OIDCProvider:
     # ------------------------------------------------------------ inspection
 
     def token_calls(self, grant_type: str | None = None) -> list[dict[str, Any]]:
-        calls = requests.get(f"{self.issuer}/test/stats", timeout=5).json()["token_calls"]
+        calls = requests.get(f"{self.issuer}/test/stats", timeout=5).json()[
+            "token_calls"
+        ]
         return [c for c in calls if grant_type is None or c["grant_type"] == grant_type]
 
     @property
@@ -117,8 +154,14 @@ class OIDCProvider:
 
     # ------------------------------------------------------------ a person's browser
 
-    def sign_in(self, authorization_url: str, redirect_prefix: str, *,
-                login: str = "alice", deny: bool = False) -> str:
+    def sign_in(
+        self,
+        authorization_url: str,
+        redirect_prefix: str,
+        *,
+        login: str = "alice",
+        deny: bool = False,
+    ) -> str:
         """Follow the provider's pages like a browser; the final callback URL."""
         browser = requests.Session()
         url = authorization_url
@@ -134,8 +177,9 @@ class OIDCProvider:
             response = self._submit_page(browser, url, response.text, login, deny)
         raise AssertionError("the sign-in did not reach the redirect URI")
 
-    def approve_device(self, user_code: str, *, login: str = "alice",
-                       abort: bool = False) -> str:
+    def approve_device(
+        self, user_code: str, *, login: str = "alice", abort: bool = False
+    ) -> str:
         """Enter a device user code and approve (or abort); the final page text."""
         browser = requests.Session()
         url = f"{self.issuer}/device"
@@ -147,8 +191,12 @@ class OIDCProvider:
         if abort:
             confirm.fields["abort"] = "yes"
             confirm.fields.pop("confirm", None)
-        response = browser.post(urljoin(url, confirm.action), data=confirm.fields,
-                                allow_redirects=False, timeout=10)
+        response = browser.post(
+            urljoin(url, confirm.action),
+            data=confirm.fields,
+            allow_redirects=False,
+            timeout=10,
+        )
         if abort:
             return response.text
         for _ in range(20):
@@ -163,16 +211,21 @@ class OIDCProvider:
         raise AssertionError("the device approval did not finish")
 
     @staticmethod
-    def _submit_page(browser: requests.Session, url: str, page: str, login: str,
-                     deny: bool) -> requests.Response:
+    def _submit_page(
+        browser: requests.Session, url: str, page: str, login: str, deny: bool
+    ) -> requests.Response:
         form = parse_form(page)
         if deny:
             abort = urljoin(url, form.action).rstrip("/") + "/abort"
             return browser.get(abort, allow_redirects=False, timeout=10)
         if form.fields.get("prompt") == "login":
             form.fields.update(login=login, password="any-password")
-        return browser.post(urljoin(url, form.action), data=form.fields,
-                            allow_redirects=False, timeout=10)
+        return browser.post(
+            urljoin(url, form.action),
+            data=form.fields,
+            allow_redirects=False,
+            timeout=10,
+        )
 
 
 class Form:

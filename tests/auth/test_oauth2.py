@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-
-from token_servers import tiny_server
 from oidc_server import (
     CC_BASIC,
     CC_POST,
@@ -22,42 +20,71 @@ from oidc_server import (
     OIDCProvider,
     running_provider,
 )
+from token_servers import tiny_server
+
 from restconnect.auth.base import AuthContext
 from restconnect.auth.oauth2 import OAuth2Auth, OAuth2Options
 from restconnect.auth.tokens import TokenStore
-from restconnect.exceptions import AuthError, CredentialsMissing, SpecError, TokenRefreshError
+from restconnect.exceptions import (
+    AuthError,
+    CredentialsMissing,
+    SpecError,
+    TokenRefreshError,
+)
 from restconnect.http import HttpClient
 from restconnect.spec import parse_spec
 
 pytestmark = pytest.mark.peer
 
 
-def _context(tmp_path: Path, *, interactive: bool = False,
-             connector: str = "demo") -> AuthContext:
-    return AuthContext(connector=connector, http=HttpClient(connector=connector),
-                       token_store=TokenStore(tmp_path / "store", use_keyring=False),
-                       interactive=interactive)
+def _context(
+    tmp_path: Path, *, interactive: bool = False, connector: str = "demo"
+) -> AuthContext:
+    return AuthContext(
+        connector=connector,
+        http=HttpClient(connector=connector),
+        token_store=TokenStore(tmp_path / "store", use_keyring=False),
+        interactive=interactive,
+    )
 
 
-def _client_credentials(provider: OIDCProvider, tmp_path: Path, client: tuple[str, str],
-                        **options: Any) -> OAuth2Auth:
-    opts = OAuth2Options(grant="client_credentials", token_url=f"{provider.issuer}/token",
-                         scopes=["api:read"], resource=RESOURCE, **options)
-    return OAuth2Auth(opts, {"client_id": client[0], "client_secret": client[1]},
-                      _context(tmp_path))
+def _client_credentials(
+    provider: OIDCProvider, tmp_path: Path, client: tuple[str, str], **options: Any
+) -> OAuth2Auth:
+    opts = OAuth2Options(
+        grant="client_credentials",
+        token_url=f"{provider.issuer}/token",
+        scopes=["api:read"],
+        resource=RESOURCE,
+        **options,
+    )
+    return OAuth2Auth(
+        opts, {"client_id": client[0], "client_secret": client[1]}, _context(tmp_path)
+    )
 
 
-def _native(provider: OIDCProvider, tmp_path: Path, grant: str = "authorization_code",
-            **kwargs: Any) -> OAuth2Auth:
-    opts = OAuth2Options(grant=grant, token_url=f"{provider.issuer}/token",
-                         authorization_url=f"{provider.issuer}/auth",
-                         device_authorization_url=f"{provider.issuer}/device/auth",
-                         scopes=["openid", "offline_access"])
+def _native(
+    provider: OIDCProvider,
+    tmp_path: Path,
+    grant: str = "authorization_code",
+    **kwargs: Any,
+) -> OAuth2Auth:
+    opts = OAuth2Options(
+        grant=grant,
+        token_url=f"{provider.issuer}/token",
+        authorization_url=f"{provider.issuer}/auth",
+        device_authorization_url=f"{provider.issuer}/device/auth",
+        scopes=["openid", "offline_access"],
+    )
     return OAuth2Auth(opts, {"client_id": NATIVE}, _context(tmp_path, **kwargs))
 
 
 def _whoami(provider: OIDCProvider, auth: OAuth2Auth) -> dict[str, Any]:
-    return HttpClient(connector="demo", auth=[auth]).request("GET", provider.api_url).json()
+    return (
+        HttpClient(connector="demo", auth=[auth])
+        .request("GET", provider.api_url)
+        .json()
+    )
 
 
 def _signed_in(provider: OIDCProvider, tmp_path: Path) -> OAuth2Auth:
@@ -74,23 +101,32 @@ def _expire(auth: OAuth2Auth) -> None:
 # ---------------------------------------------------------------- client credentials
 
 
-@pytest.mark.parametrize("client, method", [(CC_BASIC, "client_secret_basic"),
-                                            (CC_POST, "client_secret_post")])
-def test_client_credentials(oidc_provider: OIDCProvider, tmp_path: Path,
-                            client: tuple[str, str], method: str) -> None:
+@pytest.mark.parametrize(
+    "client, method",
+    [(CC_BASIC, "client_secret_basic"), (CC_POST, "client_secret_post")],
+)
+def test_client_credentials(
+    oidc_provider: OIDCProvider, tmp_path: Path, client: tuple[str, str], method: str
+) -> None:
     auth = _client_credentials(oidc_provider, tmp_path, client, client_auth=method)
 
     answer = _whoami(oidc_provider, auth)
 
     assert answer == {"client_id": client[0], "sub": None, "scope": "api:read"}
-    calls = [c for c in oidc_provider.token_calls("client_credentials")
-             if c["client_id"] == client[0]]
+    calls = [
+        c
+        for c in oidc_provider.token_calls("client_credentials")
+        if c["client_id"] == client[0]
+    ]
     assert calls[-1]["status"] == 200
 
 
 def test_a_wrong_client_secret_is_refused_without_echoing_it(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
-    auth = _client_credentials(oidc_provider, tmp_path, (CC_BASIC[0], "wrong-secret-1234"))
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
+    auth = _client_credentials(
+        oidc_provider, tmp_path, (CC_BASIC[0], "wrong-secret-1234")
+    )
 
     with pytest.raises(AuthError) as info:
         _whoami(oidc_provider, auth)
@@ -100,9 +136,15 @@ def test_a_wrong_client_secret_is_refused_without_echoing_it(
 
 
 def test_many_threads_cause_one_client_credentials_request(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
-    auth = _client_credentials(oidc_provider, tmp_path, CC_POST,
-                               client_auth="client_secret_post", account="threads")
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
+    auth = _client_credentials(
+        oidc_provider,
+        tmp_path,
+        CC_POST,
+        client_auth="client_secret_post",
+        account="threads",
+    )
     before = len(oidc_provider.token_calls("client_credentials"))
     http = HttpClient(connector="demo", auth=[auth], pool_size=16)
     answers: list[int] = []
@@ -121,11 +163,16 @@ def test_many_threads_cause_one_client_credentials_request(
 
 
 def test_a_revoked_token_is_renewed_once_after_the_401(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _client_credentials(oidc_provider, tmp_path, CC_BASIC, account="revoked")
     _whoami(oidc_provider, auth)
-    requests.post(f"{oidc_provider.issuer}/token/revocation", auth=CC_BASIC, timeout=5,
-                  data={"token": auth.token().access_token.reveal()}).raise_for_status()
+    requests.post(
+        f"{oidc_provider.issuer}/token/revocation",
+        auth=CC_BASIC,
+        timeout=5,
+        data={"token": auth.token().access_token.reveal()},
+    ).raise_for_status()
     before = len(oidc_provider.token_calls("client_credentials"))
 
     assert _whoami(oidc_provider, auth)["client_id"] == CC_BASIC[0]
@@ -133,9 +180,12 @@ def test_a_revoked_token_is_renewed_once_after_the_401(
 
 
 def test_a_stored_client_token_is_reused_by_the_next_run(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
-    _whoami(oidc_provider, _client_credentials(oidc_provider, tmp_path, CC_BASIC,
-                                               account="cron"))
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
+    _whoami(
+        oidc_provider,
+        _client_credentials(oidc_provider, tmp_path, CC_BASIC, account="cron"),
+    )
     before = len(oidc_provider.token_calls("client_credentials"))
 
     again = _client_credentials(oidc_provider, tmp_path, CC_BASIC, account="cron")
@@ -148,7 +198,8 @@ def test_a_stored_client_token_is_reused_by_the_next_run(
 
 
 def test_authorization_code_with_pkce_by_pasting_the_callback(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _native(oidc_provider, tmp_path)
 
     request = auth.begin_authorization()
@@ -161,8 +212,9 @@ def test_authorization_code_with_pkce_by_pasting_the_callback(
     assert _whoami(oidc_provider, auth)["sub"] == "bob"
 
 
-def test_a_callback_with_another_state_is_refused(oidc_provider: OIDCProvider,
-                                                  tmp_path: Path) -> None:
+def test_a_callback_with_another_state_is_refused(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _native(oidc_provider, tmp_path)
     request = auth.begin_authorization()
     callback = oidc_provider.sign_in(request.url, request.redirect_uri)
@@ -173,8 +225,9 @@ def test_a_callback_with_another_state_is_refused(oidc_provider: OIDCProvider,
         auth.complete_authorization(forged)
 
 
-def test_a_denied_sign_in_is_a_clear_error(oidc_provider: OIDCProvider,
-                                           tmp_path: Path) -> None:
+def test_a_denied_sign_in_is_a_clear_error(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _native(oidc_provider, tmp_path)
     request = auth.begin_authorization()
     callback = oidc_provider.sign_in(request.url, request.redirect_uri, deny=True)
@@ -183,16 +236,18 @@ def test_a_denied_sign_in_is_a_clear_error(oidc_provider: OIDCProvider,
         auth.complete_authorization(callback)
 
 
-def test_browser_sign_in_through_the_loopback_redirect(oidc_provider: OIDCProvider,
-                                                       tmp_path: Path) -> None:
+def test_browser_sign_in_through_the_loopback_redirect(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _native(oidc_provider, tmp_path)
     shown: list[str] = []
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            result["token"] = auth.login(mode="browser", open_browser=False,
-                                         notify=shown.append, timeout=20)
+            result["token"] = auth.login(
+                mode="browser", open_browser=False, notify=shown.append, timeout=20
+            )
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             result["error"] = exc
 
@@ -214,7 +269,8 @@ def test_browser_sign_in_through_the_loopback_redirect(oidc_provider: OIDCProvid
 
 
 def test_interactive_grants_need_a_person_or_a_stored_token(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _native(oidc_provider, tmp_path)
     auth.context.connector = "crm"
 
@@ -223,7 +279,8 @@ def test_interactive_grants_need_a_person_or_a_stored_token(
 
 
 def test_refresh_rotates_the_refresh_token_and_keeps_the_new_one(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _signed_in(oidc_provider, tmp_path)
     old = auth.token()
     _expire(auth)
@@ -244,15 +301,22 @@ def test_refresh_rotates_the_refresh_token_and_keeps_the_new_one(
 
 
 def test_many_threads_with_an_expired_token_cause_one_refresh(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _signed_in(oidc_provider, tmp_path)
     _expire(auth)
     before = len(oidc_provider.token_calls("refresh_token"))
     http = HttpClient(connector="demo", auth=[auth], pool_size=16)
     statuses: list[int] = []
 
-    threads = [threading.Thread(target=lambda: statuses.append(
-        http.request("GET", oidc_provider.api_url).status_code)) for _ in range(12)]
+    threads = [
+        threading.Thread(
+            target=lambda: statuses.append(
+                http.request("GET", oidc_provider.api_url).status_code
+            )
+        )
+        for _ in range(12)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -263,7 +327,8 @@ def test_many_threads_with_an_expired_token_cause_one_refresh(
 
 
 def test_a_dead_refresh_token_clears_the_store_and_asks_to_sign_in(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _signed_in(oidc_provider, tmp_path)
     old = auth.token()
     auth.refresh(old)  # rotates: the refresh token in `old` is dead now
@@ -281,8 +346,9 @@ def test_a_dead_refresh_token_clears_the_store_and_asks_to_sign_in(
 # ---------------------------------------------------------------- device flow
 
 
-def test_device_flow_for_a_public_client(oidc_provider: OIDCProvider,
-                                         tmp_path: Path) -> None:
+def test_device_flow_for_a_public_client(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _native(oidc_provider, tmp_path, grant="device_code")
     device = auth.begin_device()
 
@@ -299,14 +365,32 @@ def test_device_flow_for_a_public_client(oidc_provider: OIDCProvider,
 
 def test_device_flow_slows_down_when_asked(tmp_path: Path) -> None:
     # oidc-provider never answers slow_down, so a small server of our own does.
-    answers = iter([{"error": "authorization_pending"}, {"error": "slow_down"},
-                    {"error": "authorization_pending"},
-                    {"access_token": "device-token-5e1f", "expires_in": "300",
-                     "token_type": "Bearer"}])
+    answers = iter(
+        [
+            {"error": "authorization_pending"},
+            {"error": "slow_down"},
+            {"error": "authorization_pending"},
+            {
+                "access_token": "device-token-5e1f",
+                "expires_in": "300",
+                "token_type": "Bearer",
+            },
+        ]
+    )
     with tiny_server() as server:
-        server.route("POST", "/device")(lambda call: (200, {
-            "device_code": "dc-1", "user_code": "ABCD-EFGH", "expires_in": 600,
-            "verification_uri": f"{server.url}/activate", "interval": 2}, {}))
+        server.route("POST", "/device")(
+            lambda call: (
+                200,
+                {
+                    "device_code": "dc-1",
+                    "user_code": "ABCD-EFGH",
+                    "expires_in": 600,
+                    "verification_uri": f"{server.url}/activate",
+                    "interval": 2,
+                },
+                {},
+            )
+        )
 
         @server.route("POST", "/token")
         def token_endpoint(call: Any) -> tuple[int, Any, dict[str, str]]:
@@ -315,8 +399,11 @@ def test_device_flow_slows_down_when_asked(tmp_path: Path) -> None:
             answer = next(answers)
             return (400 if "error" in answer else 200), answer, {}
 
-        opts = OAuth2Options(grant="device_code", token_url=f"{server.url}/token",
-                             device_authorization_url=f"{server.url}/device")
+        opts = OAuth2Options(
+            grant="device_code",
+            token_url=f"{server.url}/token",
+            device_authorization_url=f"{server.url}/device",
+        )
         auth = OAuth2Auth(opts, {"client_id": "tv-app"}, _context(tmp_path))
         waits: list[float] = []
         device = auth.begin_device()
@@ -328,17 +415,24 @@ def test_device_flow_slows_down_when_asked(tmp_path: Path) -> None:
     assert server.counts["/token"] == 4
 
 
-def test_device_flow_waits_and_polls_until_approved(oidc_provider: OIDCProvider,
-                                                    tmp_path: Path) -> None:
-    opts = OAuth2Options(grant="device_code", token_url=f"{oidc_provider.issuer}/token",
-                         device_authorization_url=f"{oidc_provider.issuer}/device/auth",
-                         scopes=["openid"])
-    auth = OAuth2Auth(opts, {"client_id": DEVICE_CONFIDENTIAL[0],
-                             "client_secret": DEVICE_CONFIDENTIAL[1]},
-                      _context(tmp_path, interactive=True))
+def test_device_flow_waits_and_polls_until_approved(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
+    opts = OAuth2Options(
+        grant="device_code",
+        token_url=f"{oidc_provider.issuer}/token",
+        device_authorization_url=f"{oidc_provider.issuer}/device/auth",
+        scopes=["openid"],
+    )
+    auth = OAuth2Auth(
+        opts,
+        {"client_id": DEVICE_CONFIDENTIAL[0], "client_secret": DEVICE_CONFIDENTIAL[1]},
+        _context(tmp_path, interactive=True),
+    )
     shown: list[str] = []
-    approver = threading.Timer(0.5, lambda: oidc_provider.approve_device(
-        shown[0].rsplit(" ", 1)[1]))
+    approver = threading.Timer(
+        0.5, lambda: oidc_provider.approve_device(shown[0].rsplit(" ", 1)[1])
+    )
     approver.start()
     try:
         token = auth.login(notify=shown.append)
@@ -402,8 +496,9 @@ def test_authorization_code_needs_its_endpoint_in_the_spec() -> None:
         parse_spec(SPEC.format(grant="authorization_code"))
 
 
-def test_no_secret_reaches_the_logs(oidc_provider: OIDCProvider, tmp_path: Path,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secret_reaches_the_logs(
+    oidc_provider: OIDCProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     cc = _client_credentials(oidc_provider, tmp_path, CC_BASIC, account="logs")
     _whoami(oidc_provider, cc)
@@ -439,17 +534,26 @@ def _sandbox_auth(box: Any, tmp_path: Path, grant: str, **options: Any) -> OAuth
 
 
 def _sandbox_user(box: Any, auth: OAuth2Auth) -> dict[str, Any]:
-    return HttpClient(connector="demo", auth=[auth]).request(
-        "GET", f"{box.url}/code/user").json()
+    return (
+        HttpClient(connector="demo", auth=[auth])
+        .request("GET", f"{box.url}/code/user")
+        .json()
+    )
 
 
 @pytest.mark.parametrize("client_auth", ["client_secret_basic", "client_secret_post"])
 def test_sandbox_client_credentials_with_expires_in_as_a_string(
-        box: Any, tmp_path: Path, client_auth: str) -> None:
+    box: Any, tmp_path: Path, client_auth: str
+) -> None:
     box.reset_stats()
     with box.configured(expires_in_as_string=True, token_ttl=900):
-        auth = _sandbox_auth(box, tmp_path, "client_credentials", client_auth=client_auth,
-                             scopes=["code:read"])
+        auth = _sandbox_auth(
+            box,
+            tmp_path,
+            "client_credentials",
+            client_auth=client_auth,
+            scopes=["code:read"],
+        )
         user = _sandbox_user(box, auth)
 
     assert user["login"] == box.credentials["username"]
@@ -459,7 +563,8 @@ def test_sandbox_client_credentials_with_expires_in_as_a_string(
 
 
 def test_sandbox_refresh_grant_keeps_each_rotated_refresh_token(
-        box: Any, tmp_path: Path) -> None:
+    box: Any, tmp_path: Path
+) -> None:
     box.reset_stats()
     auth = _sandbox_auth(box, tmp_path, "refresh_token")
     seed = auth.credential("refresh_token")
@@ -469,8 +574,14 @@ def test_sandbox_refresh_grant_keeps_each_rotated_refresh_token(
 
     statuses: list[int] = []
     client = HttpClient(connector="demo", auth=[auth], pool_size=10)
-    threads = [threading.Thread(target=lambda: statuses.append(
-        client.request("GET", f"{box.url}/code/user").status_code)) for _ in range(10)]
+    threads = [
+        threading.Thread(
+            target=lambda: statuses.append(
+                client.request("GET", f"{box.url}/code/user").status_code
+            )
+        )
+        for _ in range(10)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

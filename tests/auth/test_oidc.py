@@ -21,9 +21,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-
 from oidc_server import NATIVE, OIDCProvider
 from token_servers import TinyServer, tiny_server
+
 from restconnect.auth.base import AuthContext
 from restconnect.auth.oidc import OIDCAuth, OIDCOptions
 from restconnect.auth.tokens import TokenStore
@@ -34,8 +34,11 @@ CLIENT = "rp-client"
 
 
 def _context(tmp_path: Path) -> AuthContext:
-    return AuthContext(connector="idp", http=HttpClient(connector="idp"),
-                       token_store=TokenStore(tmp_path / "store", use_keyring=False))
+    return AuthContext(
+        connector="idp",
+        http=HttpClient(connector="idp"),
+        token_store=TokenStore(tmp_path / "store", use_keyring=False),
+    )
 
 
 # ---------------------------------------------------------------- the real provider
@@ -48,12 +51,14 @@ def _oidc(provider: OIDCProvider, tmp_path: Path, **options: Any) -> OIDCAuth:
 
 @pytest.mark.peer
 def test_sign_in_validates_the_id_token_and_exposes_the_identity(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _oidc(oidc_provider, tmp_path, scopes=["openid", "profile", "email"])
 
     request = auth.begin_authorization()
-    auth.complete_authorization(oidc_provider.sign_in(request.url, request.redirect_uri,
-                                                      login="dana"))
+    auth.complete_authorization(
+        oidc_provider.sign_in(request.url, request.redirect_uri, login="dana")
+    )
     identity = auth.identity()
 
     claims = auth.claims()
@@ -61,18 +66,23 @@ def test_sign_in_validates_the_id_token_and_exposes_the_identity(
     assert claims["sub"] == "dana" and claims["nonce"] == request.nonce
     assert claims["iss"] == oidc_provider.issuer and claims["aud"] == NATIVE
     assert identity["sub"] == "dana"
-    assert identity["userinfo"] == {"sub": "dana", "name": "User dana",
-                                    "email": "dana@example.test"}
+    assert identity["userinfo"] == {
+        "sub": "dana",
+        "name": "User dana",
+        "email": "dana@example.test",
+    }
     assert auth.describe()["identity"] == "dana"
 
 
 @pytest.mark.peer
 def test_refresh_keeps_the_identity_and_checks_the_new_id_token(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _oidc(oidc_provider, tmp_path, scopes=["openid", "offline_access"])
     request = auth.begin_authorization()
     first = auth.complete_authorization(
-        oidc_provider.sign_in(request.url, request.redirect_uri, login="erin"))
+        oidc_provider.sign_in(request.url, request.redirect_uri, login="erin")
+    )
 
     second = auth.refresh(first)
 
@@ -81,8 +91,9 @@ def test_refresh_keeps_the_identity_and_checks_the_new_id_token(
 
 
 @pytest.mark.peer
-def test_a_callback_from_another_issuer_is_refused(oidc_provider: OIDCProvider,
-                                                   tmp_path: Path) -> None:
+def test_a_callback_from_another_issuer_is_refused(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _oidc(oidc_provider, tmp_path)
     request = auth.begin_authorization()
     callback = oidc_provider.sign_in(request.url, request.redirect_uri)
@@ -94,12 +105,14 @@ def test_a_callback_from_another_issuer_is_refused(oidc_provider: OIDCProvider,
 
 
 @pytest.mark.peer
-def test_a_stored_sign_in_is_known_after_a_restart(oidc_provider: OIDCProvider,
-                                                   tmp_path: Path) -> None:
+def test_a_stored_sign_in_is_known_after_a_restart(
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     auth = _oidc(oidc_provider, tmp_path)
     request = auth.begin_authorization()
-    auth.complete_authorization(oidc_provider.sign_in(request.url, request.redirect_uri,
-                                                      login="fay"))
+    auth.complete_authorization(
+        oidc_provider.sign_in(request.url, request.redirect_uri, login="fay")
+    )
 
     restarted = _oidc(oidc_provider, tmp_path)
 
@@ -120,11 +133,15 @@ class KeyedProvider:
         self.ec = ec.generate_private_key(ec.SECP256R1())
         self.published = [self.jwk(self.rsa, "rsa-1"), self.jwk(self.ec, "ec-1")]
         self.metadata = {
-            "issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/auth",
-            "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
-            "id_token_signing_alg_values_supported": ["RS256", "ES256", "HS256"]}
+            "issuer": self.issuer,
+            "authorization_endpoint": f"{self.issuer}/auth",
+            "token_endpoint": f"{self.issuer}/token",
+            "jwks_uri": f"{self.issuer}/jwks",
+            "id_token_signing_alg_values_supported": ["RS256", "ES256", "HS256"],
+        }
         server.route("GET", "/.well-known/openid-configuration")(
-            lambda call: (200, self.metadata, {}))
+            lambda call: (200, self.metadata, {})
+        )
         server.route("GET", "/jwks")(lambda call: (200, {"keys": self.published}, {}))
 
     @staticmethod
@@ -135,13 +152,30 @@ class KeyedProvider:
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
-        return {"iss": self.issuer, "sub": "user-1", "aud": CLIENT, "iat": now,
-                "exp": now + 300, "nonce": "n-0123456789", **overrides}
+        return {
+            "iss": self.issuer,
+            "sub": "user-1",
+            "aud": CLIENT,
+            "iat": now,
+            "exp": now + 300,
+            "nonce": "n-0123456789",
+            **overrides,
+        }
 
-    def sign(self, claims: dict[str, Any] | None = None, *, key: Any = None,
-             kid: str = "rsa-1", alg: str = "RS256") -> str:
-        return jwt.encode(claims or self.claims(), key or self.rsa, algorithm=alg,
-                          headers={"kid": kid})
+    def sign(
+        self,
+        claims: dict[str, Any] | None = None,
+        *,
+        key: Any = None,
+        kid: str = "rsa-1",
+        alg: str = "RS256",
+    ) -> str:
+        return jwt.encode(
+            claims or self.claims(),
+            key or self.rsa,
+            algorithm=alg,
+            headers={"kid": kid},
+        )
 
 
 @pytest.fixture
@@ -151,8 +185,9 @@ def keyed() -> Iterator[KeyedProvider]:
 
 
 def _handler(keyed: KeyedProvider, tmp_path: Path) -> OIDCAuth:
-    return OIDCAuth(OIDCOptions(issuer=keyed.issuer), {"client_id": CLIENT},
-                    _context(tmp_path))
+    return OIDCAuth(
+        OIDCOptions(issuer=keyed.issuer), {"client_id": CLIENT}, _context(tmp_path)
+    )
 
 
 def test_a_good_id_token_passes(keyed: KeyedProvider, tmp_path: Path) -> None:
@@ -182,28 +217,37 @@ def _unsigned(claims: dict[str, Any]) -> str:
 def _hmac_with_public_key(keyed: KeyedProvider) -> str:
     # The classic confusion attack: HS256 keyed with the provider's public key.
     public = keyed.rsa.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    signing_input = ".".join([_b64(json.dumps({"alg": "HS256", "kid": "rsa-1"}).encode()),
-                              _b64(json.dumps(keyed.claims()).encode())])
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = ".".join(
+        [
+            _b64(json.dumps({"alg": "HS256", "kid": "rsa-1"}).encode()),
+            _b64(json.dumps(keyed.claims()).encode()),
+        ]
+    )
     signature = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("alg_none", "unsigned"),
-    ("hmac_public_key", "HMAC"),
-    ("wrong_audience", "InvalidAudience"),
-    ("wrong_issuer", "InvalidIssuer"),
-    ("expired", "ExpiredSignature"),
-    ("issued_in_the_future", "not yet valid|future"),
-    ("wrong_nonce", "nonce"),
-    ("missing_nonce", "nonce"),
-    ("missing_exp", "exp"),
-    ("other_key", "InvalidSignature"),
-    ("several_audiences_without_azp", "azp"),
-])
-def test_bad_id_tokens_are_refused(keyed: KeyedProvider, tmp_path: Path, case: str,
-                                   expected: str) -> None:
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("alg_none", "unsigned"),
+        ("hmac_public_key", "HMAC"),
+        ("wrong_audience", "InvalidAudience"),
+        ("wrong_issuer", "InvalidIssuer"),
+        ("expired", "ExpiredSignature"),
+        ("issued_in_the_future", "not yet valid|future"),
+        ("wrong_nonce", "nonce"),
+        ("missing_nonce", "nonce"),
+        ("missing_exp", "exp"),
+        ("other_key", "InvalidSignature"),
+        ("several_audiences_without_azp", "azp"),
+    ],
+)
+def test_bad_id_tokens_are_refused(
+    keyed: KeyedProvider, tmp_path: Path, case: str, expected: str
+) -> None:
     auth = _handler(keyed, tmp_path)
     now = int(time.time())
     claims = keyed.claims()
@@ -216,45 +260,56 @@ def test_bad_id_tokens_are_refused(keyed: KeyedProvider, tmp_path: Path, case: s
         "issued_in_the_future": lambda: keyed.sign(keyed.claims(iat=now + 3600)),
         "wrong_nonce": lambda: keyed.sign(keyed.claims(nonce="n-other")),
         "missing_nonce": lambda: keyed.sign(
-            {k: v for k, v in claims.items() if k != "nonce"}),
-        "missing_exp": lambda: keyed.sign({k: v for k, v in claims.items() if k != "exp"}),
-        "other_key": lambda: keyed.sign(key=rsa.generate_private_key(
-            public_exponent=65537, key_size=2048)),
+            {k: v for k, v in claims.items() if k != "nonce"}
+        ),
+        "missing_exp": lambda: keyed.sign(
+            {k: v for k, v in claims.items() if k != "exp"}
+        ),
+        "other_key": lambda: keyed.sign(
+            key=rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ),
         "several_audiences_without_azp": lambda: keyed.sign(
-            keyed.claims(aud=[CLIENT, "other"])),
+            keyed.claims(aud=[CLIENT, "other"])
+        ),
     }[case]()
 
     with pytest.raises(AuthError, match=expected):
         auth.validate_id_token(token, nonce="n-0123456789")
 
 
-def test_an_unknown_kid_refetches_the_jwks_once(keyed: KeyedProvider,
-                                                tmp_path: Path) -> None:
+def test_an_unknown_kid_refetches_the_jwks_once(
+    keyed: KeyedProvider, tmp_path: Path
+) -> None:
     auth = _handler(keyed, tmp_path)
     auth.validate_id_token(keyed.sign(), nonce="n-0123456789")
     rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     keyed.published.append(keyed.jwk(rotated, "rsa-2"))
 
-    claims = auth.validate_id_token(keyed.sign(key=rotated, kid="rsa-2"),
-                                    nonce="n-0123456789")
+    claims = auth.validate_id_token(
+        keyed.sign(key=rotated, kid="rsa-2"), nonce="n-0123456789"
+    )
 
     assert claims["sub"] == "user-1"
     assert keyed.server.counts["/jwks"] == 2
 
 
-def test_a_kid_still_unknown_after_the_refetch_is_refused(keyed: KeyedProvider,
-                                                          tmp_path: Path) -> None:
+def test_a_kid_still_unknown_after_the_refetch_is_refused(
+    keyed: KeyedProvider, tmp_path: Path
+) -> None:
     auth = _handler(keyed, tmp_path)
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     with pytest.raises(AuthError, match="no key with kid 'rsa-9'"):
-        auth.validate_id_token(keyed.sign(key=stranger, kid="rsa-9"), nonce="n-0123456789")
+        auth.validate_id_token(
+            keyed.sign(key=stranger, kid="rsa-9"), nonce="n-0123456789"
+        )
 
     assert keyed.server.counts["/jwks"] == 2
 
 
-def test_the_discovery_issuer_must_match_exactly(keyed: KeyedProvider,
-                                                 tmp_path: Path) -> None:
+def test_the_discovery_issuer_must_match_exactly(
+    keyed: KeyedProvider, tmp_path: Path
+) -> None:
     keyed.metadata["issuer"] = keyed.issuer + "/"
     auth = _handler(keyed, tmp_path)
 
@@ -272,4 +327,7 @@ def test_discovery_is_fetched_once(keyed: KeyedProvider, tmp_path: Path) -> None
 
 
 def test_the_openid_scope_is_always_requested(keyed: KeyedProvider) -> None:
-    assert OIDCOptions(issuer=keyed.issuer, scopes=["email"]).scopes == ["openid", "email"]
+    assert OIDCOptions(issuer=keyed.issuer, scopes=["email"]).scopes == [
+        "openid",
+        "email",
+    ]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from oidc_server import NATIVE, OIDCProvider
+
 from restconnect.auth.base import AuthContext
 from restconnect.auth.oauth2 import OAuth2Auth, OAuth2Options
 from restconnect.auth.token_base import Token, TokenAuth
@@ -36,16 +36,19 @@ def _mode(path: Path) -> int:
 
 
 def test_token_reads_expires_in_given_as_a_string() -> None:
-    token = Token.from_response({"access_token": ACCESS, "expires_in": "3600",
-                                 "token_type": "bearer"}, now=1000.0)
+    token = Token.from_response(
+        {"access_token": ACCESS, "expires_in": "3600", "token_type": "bearer"},
+        now=1000.0,
+    )
 
     assert token.expires_at == 4600.0
     assert token.token_type == "bearer"
 
 
 def test_token_reads_an_iso_expires_at() -> None:
-    token = Token.from_response({"access_token": ACCESS,
-                                 "expires_at": "2030-01-01T00:00:00Z"})
+    token = Token.from_response(
+        {"access_token": ACCESS, "expires_at": "2030-01-01T00:00:00Z"}
+    )
 
     assert token.expires_at == 1893456000.0
 
@@ -62,8 +65,9 @@ def test_token_keeps_the_old_refresh_token_when_none_is_rotated_in() -> None:
 def test_token_takes_a_rotated_refresh_token() -> None:
     old = Token(access_token="a-old", refresh_token=REFRESH)
 
-    new = Token.from_response({"access_token": ACCESS, "refresh_token": "rt-new-0001"},
-                              previous=old)
+    new = Token.from_response(
+        {"access_token": ACCESS, "refresh_token": "rt-new-0001"}, previous=old
+    )
 
     assert new.refresh_token.reveal() == "rt-new-0001"
 
@@ -97,8 +101,13 @@ def test_token_repr_hides_every_value() -> None:
 
 
 def test_token_round_trips_through_a_dict() -> None:
-    token = Token(access_token=ACCESS, refresh_token=REFRESH, scope=("a", "b"),
-                  expires_at=123.0, extra={"x": 1})
+    token = Token(
+        access_token=ACCESS,
+        refresh_token=REFRESH,
+        scope=("a", "b"),
+        expires_at=123.0,
+        extra={"x": 1},
+    )
 
     again = Token.from_dict(json.loads(json.dumps(token.to_dict())))
 
@@ -142,11 +151,14 @@ def test_store_keeps_identities_and_connectors_apart(tmp_path: Path) -> None:
 def test_a_second_store_on_the_same_folder_reads_the_tokens(tmp_path: Path) -> None:
     TokenStore(tmp_path, use_keyring=False).save("c", "i", {"access_token": ACCESS})
 
-    assert TokenStore(tmp_path, use_keyring=False).load("c", "i")["access_token"] == ACCESS
+    assert (
+        TokenStore(tmp_path, use_keyring=False).load("c", "i")["access_token"] == ACCESS
+    )
 
 
 def test_a_file_from_another_key_is_ignored_with_a_warning(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = TokenStore(tmp_path, use_keyring=False)
     store.save("c", "i", {"access_token": ACCESS})
     (tmp_path / "token-store.key").unlink()
@@ -156,7 +168,8 @@ def test_a_file_from_another_key_is_ignored_with_a_warning(
 
 
 def test_a_failed_write_leaves_the_previous_token_whole(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = TokenStore(tmp_path, use_keyring=False)
     store.save("c", "i", {"refresh_token": "rt-only-valid-one"})
 
@@ -169,20 +182,25 @@ def test_a_failed_write_leaves_the_previous_token_whole(
     monkeypatch.undo()
 
     assert store.load("c", "i") == {"refresh_token": "rt-only-valid-one"}
-    leftovers = [p.name for p in store.path_for("c", "i").parent.iterdir()
-                 if p.name.startswith(".tmp-")]
+    leftovers = [
+        p.name
+        for p in store.path_for("c", "i").parent.iterdir()
+        if p.name.startswith(".tmp-")
+    ]
     assert leftovers == []
 
 
-def test_default_store_follows_restconnect_home(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_store_follows_restconnect_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RESTCONNECT_HOME", str(tmp_path / "x"))
 
     assert default_token_store().root == tmp_path / "x"
 
 
-def test_a_keyring_that_forgets_is_not_trusted(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_keyring_that_forgets_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import keyring
     from keyring.backend import KeyringBackend
 
@@ -217,8 +235,15 @@ class CountingAuth(TokenAuth):
 
     name = "counting"
 
-    def __init__(self, *args: Any, lifetime: float = 3600, delay: float = 0.0,
-                 refresh_error: str | None = None, silent: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        lifetime: float = 3600,
+        delay: float = 0.0,
+        refresh_error: str | None = None,
+        silent: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.obtained = 0
         self.refreshed = 0
@@ -235,24 +260,34 @@ class CountingAuth(TokenAuth):
             self.obtained += 1
             number = self.obtained
         time.sleep(self.delay)
-        return Token(access_token=f"access-{number:04d}", refresh_token="refresh-0001",
-                     expires_at=time.time() + self.lifetime)
+        return Token(
+            access_token=f"access-{number:04d}",
+            refresh_token="refresh-0001",
+            expires_at=time.time() + self.lifetime,
+        )
 
     def refresh(self, token: Token) -> Token:
         with self._count_lock:
             self.refreshed += 1
             number = self.refreshed
         if self.refresh_error:
-            exc = AuthError(f"the token endpoint refused the request: {self.refresh_error}")
+            exc = AuthError(
+                f"the token endpoint refused the request: {self.refresh_error}"
+            )
             exc.oauth_error = self.refresh_error  # type: ignore[attr-defined]
             raise exc
         time.sleep(self.delay)
-        return Token(access_token=f"refreshed-{number:04d}", refresh_token="refresh-0002",
-                     expires_at=time.time() + self.lifetime)
+        return Token(
+            access_token=f"refreshed-{number:04d}",
+            refresh_token="refresh-0002",
+            expires_at=time.time() + self.lifetime,
+        )
 
 
 def _context(tmp_path: Path, name: str = "unit") -> AuthContext:
-    return AuthContext(connector=name, token_store=TokenStore(tmp_path, use_keyring=False))
+    return AuthContext(
+        connector=name, token_store=TokenStore(tmp_path, use_keyring=False)
+    )
 
 
 def _header(auth: TokenAuth) -> str:
@@ -264,8 +299,10 @@ def test_many_threads_with_no_token_cause_one_fetch(tmp_path: Path) -> None:
     auth = CountingAuth(context=_context(tmp_path), delay=0.2)
     results: list[str] = []
 
-    threads = [threading.Thread(target=lambda: results.append(_header(auth)))
-               for _ in range(12)]
+    threads = [
+        threading.Thread(target=lambda: results.append(_header(auth)))
+        for _ in range(12)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -282,8 +319,9 @@ def test_an_expiring_token_is_refreshed_once_before_use(tmp_path: Path) -> None:
     auth._token.expires_at = time.time() + 30  # inside the 60 s leeway
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(_header(auth)))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(_header(auth))) for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -317,7 +355,9 @@ def test_a_stored_token_is_reused_by_a_new_handler(tmp_path: Path) -> None:
     assert second.obtained == 0
 
 
-def test_a_401_renews_once_and_concurrent_401s_reuse_the_renewal(tmp_path: Path) -> None:
+def test_a_401_renews_once_and_concurrent_401s_reuse_the_renewal(
+    tmp_path: Path,
+) -> None:
     auth = CountingAuth(context=_context(tmp_path))
     request = auth(requests.Request("GET", "http://127.0.0.1/x").prepare())
     response = requests.Response()
@@ -331,7 +371,9 @@ def test_a_401_renews_once_and_concurrent_401s_reuse_the_renewal(tmp_path: Path)
     assert _header(auth) == "Bearer refreshed-0001"
 
 
-def test_invalid_grant_clears_the_store_and_asks_for_a_new_sign_in(tmp_path: Path) -> None:
+def test_invalid_grant_clears_the_store_and_asks_for_a_new_sign_in(
+    tmp_path: Path,
+) -> None:
     context = _context(tmp_path, "crm")
     auth = CountingAuth(context=context, refresh_error="invalid_grant", silent=True)
     _header(auth)
@@ -353,7 +395,8 @@ def test_a_silent_method_fetches_anew_after_invalid_grant(tmp_path: Path) -> Non
 
 
 def test_an_interactive_method_without_a_token_names_the_login_command(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     auth = CountingAuth(context=_context(tmp_path, "crm"), silent=False)
 
     with pytest.raises(CredentialsMissing, match="restconnect login crm"):
@@ -400,8 +443,10 @@ from restconnect.auth.base import AuthContext
 from restconnect.auth.oauth2 import OAuth2Auth, OAuth2Options
 from restconnect.auth.tokens import TokenStore
 options = OAuth2Options(grant="authorization_code", token_url={token_url!r},
-                        authorization_url={auth_url!r}, scopes=["openid", "offline_access"])
-context = AuthContext(connector="shared", token_store=TokenStore({root!r}, use_keyring=False))
+                        authorization_url={auth_url!r},
+                        scopes=["openid", "offline_access"])
+store = TokenStore({root!r}, use_keyring=False)
+context = AuthContext(connector="shared", token_store=store)
 auth = OAuth2Auth(options, {{"client_id": {client!r}}}, context)
 deadline = time.time() + 20
 while not os.path.exists({go!r}) and time.time() < deadline:
@@ -413,28 +458,47 @@ print(hashlib.sha256(token.access_token.reveal().encode()).hexdigest())
 
 @pytest.mark.peer
 def test_two_processes_sharing_a_store_refresh_once(
-        oidc_provider: OIDCProvider, tmp_path: Path) -> None:
+    oidc_provider: OIDCProvider, tmp_path: Path
+) -> None:
     root = tmp_path / "shared-store"
-    options = OAuth2Options(grant="authorization_code",
-                            token_url=f"{oidc_provider.issuer}/token",
-                            authorization_url=f"{oidc_provider.issuer}/auth",
-                            scopes=["openid", "offline_access"])
+    options = OAuth2Options(
+        grant="authorization_code",
+        token_url=f"{oidc_provider.issuer}/token",
+        authorization_url=f"{oidc_provider.issuer}/auth",
+        scopes=["openid", "offline_access"],
+    )
     store = TokenStore(root, use_keyring=False)
-    auth = OAuth2Auth(options, {"client_id": NATIVE},
-                      AuthContext(connector="shared", token_store=store))
+    auth = OAuth2Auth(
+        options,
+        {"client_id": NATIVE},
+        AuthContext(connector="shared", token_store=store),
+    )
     request = auth.begin_authorization()
     first = auth.complete_authorization(
-        oidc_provider.sign_in(request.url, request.redirect_uri))
+        oidc_provider.sign_in(request.url, request.redirect_uri)
+    )
     stale = first.to_dict() | {"expires_at": time.time() - 10}
     store.save("shared", auth.store_identity(), stale)
     before = len(oidc_provider.token_calls("refresh_token"))
 
     go = tmp_path / "go"
-    script = _CHILD.format(repo=str(REPO), token_url=options.token_url,
-                           auth_url=options.authorization_url, root=str(root),
-                           client=NATIVE, go=str(go))
-    children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    script = _CHILD.format(
+        repo=str(REPO),
+        token_url=options.token_url,
+        auth_url=options.authorization_url,
+        root=str(root),
+        client=NATIVE,
+        go=str(go),
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     time.sleep(0.5)
     go.touch()
     outputs = [child.communicate(timeout=30) for child in children]

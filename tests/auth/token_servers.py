@@ -45,8 +45,11 @@ class TinyServer:
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:
@@ -56,6 +59,7 @@ class TinyServer:
         def register(function: Route) -> Route:
             self.routes[(method, path)] = function
             return function
+
         return register
 
     def _record(self, call: Call) -> Reply:
@@ -73,14 +77,18 @@ class TinyServer:
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                call = Call(self.command, urlsplit(self.path).path,
-                            {k.lower(): v for k, v in self.headers.items()},
-                            self.rfile.read(length) if length else b"")
+                call = Call(
+                    self.command,
+                    urlsplit(self.path).path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
+                )
                 status, body, headers = server._record(call)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", headers.pop("Content-Type",
-                                                             "application/json"))
+                self.send_header(
+                    "Content-Type", headers.pop("Content-Type", "application/json")
+                )
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
