@@ -45,6 +45,8 @@ _LAZY = {
     "Paginator": "restconnect.pagination",
     "AuthMethod": "restconnect.auth.base",
     "Field": "restconnect.auth.base",
+    "extract": "restconnect.jobs",
+    "Job": "restconnect.jobs",
     "enrich": "restconnect.join",
     "load": "restconnect.dataset",
     "load_dataset": "restconnect.dataset",
@@ -77,6 +79,7 @@ from restconnect.join import join  # noqa: E402
 from restconnect.sql import sql  # noqa: E402
 
 if TYPE_CHECKING:
+    from restconnect.jobs import Job, extract
     from restconnect.auth import register_auth
     from restconnect.auth.base import AuthMethod, Field
     from restconnect.connector import Connector, connect

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # Other modules add subcommands here: name -> function(subparsers) that
 # registers its parser and sets ``func``.
 EXTRA_COMMANDS: dict[str, str] = {
-    "extract": "restconnect.extract:add_cli",
+    "extract": "restconnect.jobs:add_cli",
     "cache": "restconnect.cache:add_cli",
     "login": "restconnect.login:add_cli",
 }

@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
             ca_bundle: str | None = None, interactive: bool | None = None,
             concurrency: int | None = None, session: requests.Session | None = None,
-            progress: bool | None = None,
+            cache: bool | str | None = None, record: str | None = None,
+            replay: str | None = None, progress: bool | None = None,
             **credentials: Any) -> Connector:
     """Open a connector by name (bundled or user spec) or by a spec file path.
 
@@ -54,6 +55,10 @@ def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
             default, only in a notebook or on a terminal.
         concurrency: parallel page requests when pages are addressable
             (1 turns it off); the spec's ``concurrency`` by default.
+        cache: True (default), False, or a folder for the response cache;
+            off by default while recording or replaying (see caching.md).
+        record: a folder; every exchange is written to ``<name>.jsonl`` there.
+        replay: a folder of recorded cassettes served with no network.
         progress: a progress bar while fetching (None: only in a notebook or on
             a terminal; False: never).
         **credentials: credential fields by name, such as ``token="..."``.
@@ -65,7 +70,8 @@ def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
     spec = resolve_spec(name_or_path)
     return Connector(spec, progress=progress, base_url=base_url, ca_bundle=ca_bundle,
                      interactive=interactive, concurrency=concurrency,
-                     session=session, credentials=credentials)
+                     session=session, credentials=credentials, cache=cache,
+                     record=record, replay=replay)
 
 
 class FetchResult:
@@ -100,7 +106,9 @@ class Connector:
                  progress: bool | None = None,
                  base_url: str | None = None, ca_bundle: str | None = None,
                  interactive: bool | None = None, concurrency: int | None = None,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None,
+                 cache: bool | str | None = None, record: str | None = None,
+                 replay: str | None = None):
         self.spec = spec
         self.name = spec.name
         self.base_url = (base_url or spec.resolved_base_url()).rstrip("/")
@@ -116,6 +124,7 @@ class Connector:
         self._identity: Any = None
         self._given = dict(credentials or {})
         self._install_auth(self._first_auth(interactive))
+        self._attach_cache(cache, record, replay)
 
     # ------------------------------------------------------------ setup
 
@@ -146,6 +155,23 @@ class Connector:
             for secret in handler.secrets():
                 register_secret(secret)
         return handlers
+
+    def _attach_cache(self, cache: bool | str | None, record: str | None,
+                      replay: str | None) -> None:
+        """Set up the response cache and the record/replay adapters."""
+        from restconnect.cache import build_cache
+        from restconnect.cassette import mount_cassette
+
+        if cache is None:
+            cache = record is None and replay is None
+        self.http.cache = build_cache(self, cache)
+        if record is not None or replay is not None:
+            mount_cassette(self, record=record, replay=replay)
+
+    def _cache_policy(self, spec: EndpointSpec, cache: Any) -> Any:
+        from restconnect.cache import resolve_policy
+
+        return resolve_policy(cache, self.spec, spec)
 
     def _first_auth(self, interactive: bool | None) -> list[AuthMethod]:
         """The handlers, or a placeholder while a notebook form asks for credentials."""
@@ -276,7 +302,8 @@ class Connector:
     def fetch(self, endpoint: str, *, limit: int | None = None,
               max_pages: int | None = None, explode: str | None = None,
               cache: Any = None, concurrency: int | None = None,
-              progress: bool | None = None, **params: Any) -> pd.DataFrame:
+              progress: bool | None = None, incremental: bool = False,
+              commit: bool = True, **params: Any) -> pd.DataFrame:
         """Fetch every page of an endpoint into one DataFrame.
 
         Args:
@@ -288,11 +315,20 @@ class Connector:
             concurrency: parallel page requests (1 turns it off).
             progress: a progress bar (None: the connector's setting, which
                 shows one only in a notebook or on a terminal).
+            incremental: only rows new or changed since the saved state.
+            commit: with ``incremental``, save the new state on return; with
+                False, call ``conn.commit(df)`` once the output is written.
             **params: path placeholders first; the rest go to the query string.
 
         Returns:
             The records, with ``df.attrs["restconnect"]`` describing the fetch.
         """
+        if incremental:
+            from restconnect.state import fetch_incremental
+
+            return fetch_incremental(self, endpoint, commit=commit, limit=limit,
+                                     max_pages=max_pages, explode=explode, cache=cache,
+                                     concurrency=concurrency, **params)
         spec = self.endpoint(endpoint)
         if spec.parent is not None and not all(n in params for n in spec.parent.params):
             from restconnect.join import fetch_children  # parent rows, then children
@@ -312,6 +348,25 @@ class Connector:
         frame = builder.finish()
         frame.attrs["restconnect"] = result.as_dict()
         return frame
+
+    def commit(self, frame: pd.DataFrame) -> None:
+        """Save the incremental state of a ``fetch(..., commit=False)`` frame."""
+        from restconnect.state import commit
+
+        commit(frame)
+
+    def job(self, endpoint: str, *, output: Any, incremental: bool = False,
+            **options: Any) -> Any:
+        """An extract job of this endpoint, to run now or ``save()`` for a scheduler.
+
+        Example:
+            >>> job = conn.job("issues", incremental=True, output="issues.parquet")
+            >>> job.save("issues.job.yaml")                        # doctest: +SKIP
+        """
+        from restconnect.jobs import Job
+
+        return Job.from_connector(self, endpoint, output=output,
+                                  incremental=incremental, **options)
 
     def iter_pages(self, endpoint: str, *, limit: int | None = None,
                    max_pages: int | None = None, cache: Any = None,
@@ -459,6 +514,7 @@ class Connector:
     def _send_page(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
                    cache: Any) -> tuple[requests.Response, Any]:
         """Send a page request, repeating it while a ``retry`` action matches."""
+        cache = self._cache_policy(spec, cache)
         accept = tuple(a.status for a in spec.response_actions if a.status)
         retry = self.spec.retry
         attempt = 1

@@ -177,6 +177,10 @@ class CacheSpec(_Model):
 
     enabled: bool = True
     ttl: float = Field(300.0, ge=0, description="seconds an entry is fresh")
+    max_size_mb: float = Field(
+        1024.0, gt=0,
+        description="megabytes kept on disk before the least recently used go",
+    )
 
 
 class CheckSpec(_Model):
