@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -53,8 +53,8 @@ __all__ = ["DatasetSpec", "JoinStep", "SourceSpec", "load", "load_dataset",
 
 logger = logging.getLogger(__name__)
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-Keys = Union[str, list[str]]
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+Keys = str | list[str]
 
 
 class _Model(BaseModel):
@@ -69,7 +69,8 @@ class SourceSpec(_Model):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     credentials: dict[str, str] = Field(
         default_factory=dict, description="credential field -> environment variable")
-    base_url: str | None = Field(None, description="overrides the spec's; ${VAR} allowed")
+    base_url: str | None = Field(None,
+                                 description="overrides the spec's; ${VAR} allowed")
     limit: int | None = Field(None, ge=1)
     max_pages: int | None = Field(None, ge=1)
 
@@ -78,8 +79,9 @@ class SourceSpec(_Model):
         for field, name in self.credentials.items():
             if not _ENV_NAME.match(name):
                 raise ValueError(
-                    f"credentials.{field} must name an environment variable (such "
-                    "as GITHUB_TOKEN); credential values never go in a dataset file")
+                    f"credentials.{field} must name an environment variable in "
+                    "capitals (such as GITHUB_TOKEN); credential values never go in "
+                    "a dataset file")
         return self
 
 
@@ -93,7 +95,7 @@ class JoinStep(_Model):
     right_on: Keys | None = None
     how: Literal["inner", "left", "right", "outer"] | None = Field(
         None, description="inner for a join, left for an enrich step, by default")
-    casefold: Union[bool, str, list[str]] = False
+    casefold: bool | str | list[str] = False
     enrich: str | None = Field(None, description="a source to call once per key")
     params: dict[str, str] = Field(
         default_factory=dict, description="enrich: parameter -> column or {template}")
@@ -143,7 +145,8 @@ def read_dataset(path: str | os.PathLike[str]) -> DatasetSpec:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror}", source=source) from None
+        raise SpecError(f"cannot read the file: {exc.strerror}",
+                        source=source) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -171,6 +174,9 @@ def _spec_error(exc: ValidationError, source: str) -> SpecError:
         problem = f"unknown key {str(error['loc'][-1])!r}" + _hint(error)
     elif error["type"] == "missing":
         problem = "required key is missing"
+    elif error["type"] == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        problem = f"got {error.get('input')!r}; expected one of {expected}"
     else:
         # The message only: the input may be a credential typed in by mistake.
         problem = error["msg"].removeprefix("Value error, ")
@@ -185,7 +191,9 @@ def _hint(error: Any) -> str:
     for part in error["loc"][:-1]:
         model = {"sources": SourceSpec, "joins": JoinStep}.get(str(part), model)
     near = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
-    return f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(model.model_fields)}"
+    if near:
+        return f"; did you mean {near[0]!r}?"
+    return f"; known: {', '.join(model.model_fields)}"
 
 
 def _check_steps(spec: DatasetSpec) -> None:
@@ -277,7 +285,8 @@ def _connect(spec: DatasetSpec, name: str) -> Connector:
         raise SpecError(f"connector {source.connector!r}: {exc}", source=spec.path,
                         path=f"{where}.connector") from None
     except TypeError as exc:
-        raise SpecError(str(exc), source=spec.path, path=f"{where}.credentials") from None
+        raise SpecError(str(exc), source=spec.path,
+                        path=f"{where}.credentials") from None
     _check_endpoint(spec, name, connector)
     return connector
 

@@ -147,7 +147,8 @@ def join(left: pd.DataFrame, right: pd.DataFrame, on: str | Sequence[str] | None
         rhs[temp] = _key_series(right, rk, fold, "right")
     rhs = rhs.rename(columns={k: f"__rc_right_{k}" for k in shared})
 
-    merged = lhs.merge(rhs, on=temps, how=how, suffixes=suffixes or _suffixes(left, right),
+    merged = lhs.merge(rhs, on=temps, how=how,
+                       suffixes=suffixes or _suffixes(left, right),
                        indicator=indicator, validate=validate)
     for name in shared:
         merged[name] = _coalesce(merged[name], merged[f"__rc_right_{name}"],
@@ -230,7 +231,8 @@ def source_label(frame: pd.DataFrame) -> str | None:
 def _suffixes(left: pd.DataFrame, right: pd.DataFrame) -> tuple[str, str]:
     lmeta = left.attrs.get("restconnect") or {}
     rmeta = right.attrs.get("restconnect") or {}
-    key = "endpoint" if lmeta.get("connector") == rmeta.get("connector") else "connector"
+    same = lmeta.get("connector") == rmeta.get("connector")
+    key = "endpoint" if same else "connector"
     lname = lmeta.get(key) if "sources" not in lmeta else None
     rname = rmeta.get(key) if "sources" not in rmeta else None
     if not lname or not rname or lname == rname:
@@ -389,7 +391,7 @@ def _param_rows(frame: pd.DataFrame, params: Mapping[str, str],
         if absent:
             rows.append(f"no value for {', '.join(absent)}")
             continue
-        rows.append({param: _fill(template, values) for param, template in params.items()})
+        rows.append({param: _fill(text, values) for param, text in params.items()})
     return rows
 
 
@@ -420,7 +422,8 @@ def _run_lookups(lookup: _Lookup, distinct: list[dict[str, Any]]
     return outcomes
 
 
-def _batches(lookup: _Lookup, distinct: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def _batches(lookup: _Lookup,
+             distinct: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Groups sharing every parameter but the batched one, cut to ``batch_size``."""
     batched = next(iter(lookup.params))
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -479,12 +482,12 @@ def _fetch_batch(lookup: _Lookup, group: list[dict[str, Any]]
                 for i, filled in enumerate(group)}
     frame = outcome.frame
     if lookup.key not in frame.columns and len(frame):
-        raise SpecError(f"the answer of {lookup.endpoint!r} has no field {lookup.key!r} "
-                        f"to match the batched {batched!r} values; its fields: "
-                        f"{', '.join(map(str, frame.columns))}",
+        raise SpecError(f"the answer of {lookup.endpoint!r} has no field "
+                        f"{lookup.key!r} to match the batched {batched!r} values; "
+                        f"its fields: {', '.join(map(str, frame.columns))}",
                         source=lookup.connector.name,
                         path=f"endpoints.{lookup.endpoint}.parent.key")
-    keys = ([normalize_key(v) for v in frame[lookup.key].tolist()] if len(frame) else [])
+    keys = [normalize_key(v) for v in frame[lookup.key].tolist()] if len(frame) else []
     result = {}
     for position, (filled, value) in enumerate(zip(group, values)):
         rows = frame[[k == value for k in keys]] if keys else frame.iloc[0:0]
@@ -576,7 +579,8 @@ def _combine(df: pd.DataFrame, lookup: _Lookup, *, how: How, prefix: str | None,
     if stats["failed"] or stats["missing"]:
         logger.warning("%s.%s: %d of %d lookups failed and %d rows had no key; see "
                        "the %r column", lookup.connector.name, lookup.endpoint,
-                       stats["failed"], stats["lookups"], stats["missing"], error_column)
+                       stats["failed"], stats["lookups"], stats["missing"],
+                       error_column)
     return merged.reset_index(drop=True), stats
 
 
@@ -655,7 +659,7 @@ def fetch_children(connector: Connector, endpoint: str, *,
                    limit: int | None = None, max_pages: int | None = None,
                    workers: int | None = None, cache: Any = None,
                    lookup_cache: bool = False, **params: Any) -> pd.DataFrame:
-    """Fetch an endpoint that declares a ``parent``: the parent rows, then their children.
+    """Fetch an endpoint that declares a ``parent``: the parent rows, then children.
 
     Parameters the parent endpoint needs (its path placeholders and required
     ones) go to the parent fetch, like everything in ``parent_params``; the
@@ -674,15 +678,17 @@ def fetch_children(connector: Connector, endpoint: str, *,
     parent = spec.parent
     for_parent = dict(parent_params or {})
     parent_spec = connector.endpoint(parent.endpoint)
-    for name in [n for n in params if n in parent_spec.path_params + parent_spec.required]:
+    for_parent_names = parent_spec.path_params + parent_spec.required
+    for name in [n for n in params if n in for_parent_names]:
         for_parent[name] = params.pop(name)
     http = {"cache": cache} if cache is not None else {}
     parents = connector.fetch(parent.endpoint, **http, **for_parent)
     keys, mapped = _parent_keys(parents, parent.endpoint, parent.params,
                                 f"endpoints.{endpoint}.parent.params")
+    options = {**http, **({"max_pages": max_pages} if max_pages else {})}
     lookup = _Lookup(connector, endpoint, mapped, params, parent.batch_size,
-                     parent.separator, parent.key, workers or min(connector.concurrency, 8),
-                     lookup_cache, {**http, **({"max_pages": max_pages} if max_pages else {})})
+                     parent.separator, parent.key,
+                     workers or min(connector.concurrency, 8), lookup_cache, options)
     children, stats = _combine(keys, lookup, how="inner", prefix=None, errors="record",
                                error_column=ERROR_COLUMN)
     return _finish_children(children, connector, endpoint, parents, stats, limit,

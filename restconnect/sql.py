@@ -110,7 +110,10 @@ def tables_in(query: str, schemas: list[str]) -> list[tuple[str, str]]:
         return []
     text = _STRINGS.sub(" ", query)
     names = "|".join(re.escape(s) for s in sorted(schemas, key=len, reverse=True))
-    pattern = re.compile(rf'(?<![\w."])"?({names})"?\s*\.\s*"?([A-Za-z_]\w*)"?(?!\s*\()')
+    # source . endpoint, either part maybe quoted, not inside a longer name and
+    # not a function call such as code.fn(1).
+    pattern = re.compile(rf'(?<![\w."])"?({names})"?\s*\.\s*'
+                         rf'"?([A-Za-z_]\w*)\b"?(?!\s*\()')
     found: list[tuple[str, str]] = []
     for match in pattern.finditer(text):
         pair = (match.group(1), match.group(2))
@@ -129,10 +132,12 @@ def _run(duckdb: Any, query: str, frames: Mapping[tuple[str, str], pd.DataFrame]
             hidden = f"__rc_{source}__{endpoint}"
             con.register(hidden, frame)
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{source}"')
-            con.execute(f'CREATE VIEW "{source}"."{endpoint}" AS SELECT * FROM "{hidden}"')
+            con.execute(f'CREATE VIEW "{source}"."{endpoint}" AS '
+                        f'SELECT * FROM "{hidden}"')
         for name, frame in tables.items():
             con.register(name, frame)
-        logger.debug("sql over %s", ", ".join(f"{s}.{e}" for s, e in frames) or "frames")
+        logger.debug("sql over %s",
+                     ", ".join(f"{s}.{e}" for s, e in frames) or "frames only")
         result = con.execute(query).df()
     finally:
         con.close()

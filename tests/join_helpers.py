@@ -84,3 +84,13 @@ def two_auth_methods(box: Any) -> dict[str, list[str]]:
     """Sandbox ``auth`` setting: OAuth only on /code, API key only on /pay."""
     return {"/": list(box.settings.auth.get("/", [])), "/code": ["oauth2"],
             "/pay": ["api_key"]}
+
+
+def open_two_apis(box: Any, folder: Path) -> tuple[Any, Any]:
+    """Set the sandbox to two auth methods and connect to both services."""
+    from restconnect import connect
+
+    box.configure(auth=two_auth_methods(box))
+    code_spec, pay_spec = write_specs(folder, box.url)
+    code_creds, pay_creds = credentials(box)
+    return connect(str(code_spec), **code_creds), connect(str(pay_spec), **pay_creds)

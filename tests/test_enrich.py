@@ -11,17 +11,14 @@ import pytest
 import restconnect
 from restconnect import HTTPStatusError, SpecError, connect
 from restconnect.join import clear_lookup_cache
-from tests.join_helpers import credentials, two_auth_methods, write_specs
+from tests.join_helpers import credentials, open_two_apis, write_specs
 
 USER_ROUTE = "GET /code/users/{login}"
 
 
 @pytest.fixture()
 def two_apis(fresh_sandbox, tmp_path):
-    fresh_sandbox.configure(auth=two_auth_methods(fresh_sandbox))
-    code_spec, pay_spec = write_specs(tmp_path, fresh_sandbox.url)
-    code_creds, pay_creds = credentials(fresh_sandbox)
-    code, pay = connect(str(code_spec), **code_creds), connect(str(pay_spec), **pay_creds)
+    code, pay = open_two_apis(fresh_sandbox, tmp_path)
     yield fresh_sandbox, code, pay
     clear_lookup_cache()
     code.close()
@@ -175,7 +172,8 @@ def test_batched_enrich_across_apis_with_string_ids(two_apis):
 def test_parent_child_fetch_keeps_the_parent_keys(two_apis):
     box, code, _ = two_apis
     public = {r["full_name"] for r in box.data.repos.rows if not r["private"]}
-    expected = sorted(i["id"] for i in box.data.issues.rows if i["repository"] in public)
+    expected = sorted(i["id"] for i in box.data.issues.rows
+                      if i["repository"] in public)
     box.reset_stats()
 
     issues = code.fetch("repo_issues")

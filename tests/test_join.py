@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 import restconnect
-from restconnect import SpecError, connect
+from restconnect import SpecError
 from restconnect.join import normalize_key
-from tests.join_helpers import credentials, two_auth_methods, write_specs
+from tests.join_helpers import open_two_apis
 
 
 def _frame(data: dict, connector: str, endpoint: str) -> pd.DataFrame:
@@ -124,7 +124,9 @@ def test_missing_key_column_names_it_and_suggests():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"on": "a", "left_on": "a"}, {"left_on": "a"}, {"left_on": ["a", "b"], "right_on": "a"},
+    {"on": "a", "left_on": "a"},
+    {"left_on": "a"},
+    {"left_on": ["a", "b"], "right_on": "a"},
 ])
 def test_key_arguments_must_pair_up(kwargs):
     frame = _frame({"a": [1], "b": [2]}, "code", "users")
@@ -138,10 +140,7 @@ def test_key_arguments_must_pair_up(kwargs):
 @pytest.fixture()
 def two_apis(fresh_sandbox, tmp_path):
     """The code service behind OAuth client credentials, payments behind an API key."""
-    fresh_sandbox.configure(auth=two_auth_methods(fresh_sandbox))
-    code_spec, pay_spec = write_specs(tmp_path, fresh_sandbox.url)
-    code_creds, pay_creds = credentials(fresh_sandbox)
-    code, pay = connect(str(code_spec), **code_creds), connect(str(pay_spec), **pay_creds)
+    code, pay = open_two_apis(fresh_sandbox, tmp_path)
     yield fresh_sandbox, code, pay
     code.close()
     pay.close()
@@ -167,7 +166,8 @@ def test_join_two_apis_on_int_and_string_ids(two_apis):
                               right_on="metadata.code_user_id")
 
     expected = sorted((c["id"], int(c["metadata"]["code_user_id"]))
-                      for c in box.data.customers.rows if "code_user_id" in c["metadata"])
+                      for c in box.data.customers.rows
+                      if "code_user_id" in c["metadata"])
     assert expected, "the sandbox links some customers to users"
     assert sorted(zip(joined["id_pay"], joined["id_code"])) == expected
     assert box.stats["by_auth"].get("oauth2", 0) > 0
@@ -201,8 +201,9 @@ def test_left_join_repos_to_customers_keeps_unmatched_repos(two_apis):
 
     per_login: dict[str, int] = {}
     for customer in box.data.customers.rows:
-        if customer["code_login"]:
-            per_login[customer["code_login"]] = per_login.get(customer["code_login"], 0) + 1
+        login = customer["code_login"]
+        if login:
+            per_login[login] = per_login.get(login, 0) + 1
     public = [r for r in box.data.repos.rows if not r["private"]]
     assert len(joined) == sum(max(1, per_login.get(r["owner"]["login"], 0))
                               for r in public)
