@@ -250,7 +250,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, **options: Any) -> None:
     for key, value in box.credentials.items():
         if isinstance(value, str) and "\n" not in value:
             print(f"  {key}: {value}")
-    print("Press Ctrl-C to stop.")
+    print("Press Ctrl-C to stop.", flush=True)
     try:
         box.serve_forever()
     except KeyboardInterrupt:

@@ -357,3 +357,32 @@ def test_latency_applies_per_request_and_requests_run_in_parallel():
 
     assert statuses == [200] * 10
     assert 0.3 <= elapsed < 2.0
+
+
+# ---------------------------------------------------------------- foreground serve
+
+
+def test_serve_prints_the_url_and_credentials_and_stops_on_ctrl_c():
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"from restconnect.sandbox import serve; serve(port={port})"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        token = next(line.split(": ", 1)[1].strip() for line in iter(
+            process.stdout.readline, "") if line.strip().startswith("token:"))
+        answer = requests.get(f"http://127.0.0.1:{port}/code/user", timeout=5,
+                              headers={"Authorization": f"Bearer {token}"})
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=10)
+
+    assert lines[0].strip() == f"restconnect sandbox listening on http://127.0.0.1:{port}"
+    assert answer.json()["login"] == "demo"
+    assert process.returncode == 0 and "stopped" in out
