@@ -224,6 +224,9 @@ class HttpClient:
 
             if self._is_rate_limited(response) and rotations < len(handlers) * 8:
                 if any(_rotate(handler, response) for handler in handlers):
+                    # The quota headers seen so far belonged to the old credential.
+                    with self._pace_lock:
+                        self.rate_state = RateLimitState()
                     rotations += 1
                     attempt -= 1
                     continue
@@ -331,6 +334,9 @@ class HttpClient:
         limit, remaining, reset_at = _parse_rate_headers(response.headers)
         if remaining is None and limit is None:
             return
+        if remaining == 0 and any(_rotate(handler, response) for handler in self.auth):
+            # A handler switched to another credential, whose quota is unknown.
+            limit = remaining = reset_at = None
         with self._pace_lock:
             self.rate_state = RateLimitState(limit, remaining, reset_at, time.time())
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from http.cookies import SimpleCookie
+from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
 import requests
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field as PydanticField
 
 from restconnect.auth import register_auth
 from restconnect.auth.base import AuthMethod, Field
+from restconnect.redact import register_secret
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["APIKeyAuth"]
 
@@ -23,6 +31,11 @@ class APIKeyOptions(BaseModel):
     param: str = "X-API-Key"
     #: Text before the key in a header, such as ``Api-Key``.
     prefix: str = ""
+    #: Several keys in one credential, split on this text, are rotated: when
+    #: the API rate-limits one key, requests continue with the next.
+    separator: str = ","
+    #: Seconds a rate-limited key rests when the response gives no reset time.
+    cooldown: float = PydanticField(60.0, ge=0)
 
 
 @register_auth
@@ -41,12 +54,78 @@ class APIKeyAuth(AuthMethod):
     """
 
     name = "api_key"
-    fields = (Field("api_key", secret=True, help="API key"),)
+    fields = (Field("api_key", secret=True,
+                    help="API key (several, comma-separated, are rotated)"),)
     Options = APIKeyOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        raw = self.credential("api_key") or ""
+        separator = self.options.separator
+        keys = [k.strip() for k in raw.split(separator)] if separator else [raw]
+        self._keys = [k for k in keys if k] or [raw]
+        for key in self._keys:
+            register_secret(key)
+        self._index = 0
+        self._resting_until = [0.0] * len(self._keys)
+        self._lock = threading.Lock()
 
     def current_key(self) -> str:
         """The key to send now."""
-        return self.credential("api_key") or ""
+        with self._lock:
+            return self._keys[self._index]
+
+    def secrets(self) -> list[str]:
+        return sorted(set(super().secrets()) | set(self._keys) - {""})
+
+    def handle_rate_limited(self, response: requests.Response) -> bool:
+        """Switch to a key that is not resting; True means: send again now.
+
+        ``HttpClient`` calls this on a 429 (or a 403 with no requests left).
+        The key that was refused rests until the reset time the response
+        gives (``Retry-After``, ``X-RateLimit-Reset``) or for ``cooldown``.
+        When every key rests, the one free soonest is chosen and False lets
+        the client wait as usual.
+        """
+        count = len(self._keys)
+        if count < 2:
+            return False
+        used = self._key_in(response.request)
+        now = time.time()
+        with self._lock:
+            refused = self._keys.index(used) if used in self._keys else self._index
+            self._resting_until[refused] = now + _rest_seconds(response,
+                                                               self.options.cooldown)
+            if self._index != refused and self._resting_until[self._index] <= now:
+                return True
+            for step in range(1, count):
+                candidate = (refused + step) % count
+                if self._resting_until[candidate] <= now:
+                    self._index = candidate
+                    logger.info("%s: API key %d of %d is rate limited; using key %d",
+                                self.context.connector or "api_key", refused + 1,
+                                count, candidate + 1)
+                    return True
+            self._index = min(range(count), key=self._resting_until.__getitem__)
+            logger.info("%s: all %d API keys are rate limited", self.context.connector
+                        or "api_key", count)
+            return False
+
+    def _key_in(self, request: requests.PreparedRequest | None) -> str | None:
+        """The key a sent request carried."""
+        if request is None:
+            return None
+        where, name = self.options.location, self.options.param
+        if where == "header":
+            value = request.headers.get(name, "")
+            prefix = self.options.prefix
+            return value[len(prefix) + 1:] if prefix and value.startswith(prefix) else value
+        if where == "cookie":
+            cookie = SimpleCookie()
+            cookie.load(request.headers.get("Cookie", ""))
+            return cookie[name].value if name in cookie else None
+        pairs = dict(parse_qsl(urlsplit(request.url or "").query))
+        return pairs.get(name)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         key = self.current_key()
@@ -65,6 +144,24 @@ class APIKeyAuth(AuthMethod):
     def query_param_names(self) -> list[str]:
         """Query parameters that carry a secret, for URL redaction."""
         return [self.options.param] if self.options.location == "query" else []
+
+
+def _rest_seconds(response: requests.Response, default: float) -> float:
+    """How long the API asked this key to rest."""
+    headers = response.headers
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        if retry_after.strip().isdigit():
+            return float(retry_after)
+        try:
+            return max(parsedate_to_datetime(retry_after).timestamp() - time.time(), 0)
+        except (TypeError, ValueError):
+            pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset and reset.strip().isdigit():
+        value = float(reset)
+        return max(value - time.time(), 0) if value > 1e9 else value
+    return default
 
 
 def _with_query_param(url: str, name: str, value: str) -> str:
