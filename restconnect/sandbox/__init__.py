@@ -72,8 +72,9 @@ class Sandbox:
     Example:
         >>> with Sandbox() as box:                              # doctest: +SKIP
         ...     box.start()
+        ...     token = box.credentials["token"]
         ...     requests.get(box.url + "/code/user",
-        ...                  headers={"Authorization": f"Bearer {box.credentials['token']}"})
+        ...                  headers={"Authorization": f"Bearer {token}"})
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
@@ -145,7 +146,7 @@ class Sandbox:
         return self._app.stats.snapshot()
 
     def reset_stats(self, *, data: bool = False) -> None:
-        """Zero counts, quotas and failure counters; ``data=True`` also undoes touches."""
+        """Zero counts, quotas and failure counters; ``data=True`` undoes touches."""
         self._app.reset(data=data)
 
     def configure(self, **changes: Any) -> dict[str, Any]:

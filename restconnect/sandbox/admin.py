@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from restconnect.sandbox.routing import ApiError, Request, Response, Router, json_response
+from restconnect.sandbox.routing import (
+    ApiError,
+    Request,
+    Response,
+    Router,
+    json_response,
+)
 
 if TYPE_CHECKING:
     from restconnect.sandbox.server import App

@@ -50,8 +50,8 @@ def _choice(req: Request, name: str, options: dict[str, str] | tuple[str, ...],
             default: str) -> str:
     value = req.query.get(name, default)
     if value not in options:
-        raise ApiError(422, f"{name} must be one of {', '.join(options)}, got {value!r}",
-                       code="invalid_parameter")
+        raise ApiError(422, f"{name} must be one of {', '.join(options)}, "
+                       f"got {value!r}", code="invalid_parameter")
     return value
 
 
@@ -118,7 +118,8 @@ def _batch(req: Request, users: Collection,
         try:
             keys = [int(item) for item in wanted]
         except ValueError:
-            raise ApiError(422, "ids must be integers", code="invalid_parameter") from None
+            raise ApiError(422, "ids must be integers",
+                           code="invalid_parameter") from None
     else:
         keys = [by_login[login]["id"] for login in wanted if login in by_login]
     return [users.index[key] for key in keys if key in users.index]
@@ -151,7 +152,8 @@ def _repo_routes(router: Router, data: Dataset, settings: Settings) -> None:
         login = req.params["login"]
         positions = _repo_order(
             req, repos, "user",
-            lambda pos: rows[pos]["owner"]["login"] == login and not rows[pos]["private"],
+            lambda pos: (rows[pos]["owner"]["login"] == login
+                         and not rows[pos]["private"]),
             (login,))
         return link_page(req, repos, positions, max_size=settings.max_page_size)
 
@@ -200,7 +202,8 @@ def _issue_positions(req: Request, issues: Collection,
         return ((state == "all" or row["state"] == state)
                 and (since is None or updated[pos] >= since)
                 and (repo is None or row["repository"] == repo)
-                and (not labels or labels <= {label["name"] for label in row["labels"]}))
+                and (not labels
+                     or labels <= {label["name"] for label in row["labels"]}))
     key = ("issues", state, sort, descending, since, labels, repo)
     return ordered(issues, key, keep, _sort_key(issues, _ISSUE_SORTS[sort]), descending)
 
@@ -237,7 +240,8 @@ def _issue_routes(router: Router, data: Dataset, settings: Settings) -> None:
             lambda pos: rows[pos]["id"], False)
         labels = body.get("labels") or []
         if not isinstance(labels, list):
-            raise ApiError(422, "labels must be a list of names", code="invalid_parameter")
+            raise ApiError(422, "labels must be a list of names",
+                           code="invalid_parameter")
         labels = set(labels)
         if labels:
             positions = [pos for pos in positions
@@ -276,7 +280,8 @@ def _feed_routes(router: Router, data: Dataset, settings: Settings) -> None:
         start = 0
         if after:
             if after not in events.index:
-                raise ApiError(422, f"unknown event id {after!r}", code="invalid_cursor")
+                raise ApiError(422, f"unknown event id {after!r}",
+                               code="invalid_cursor")
             start = events.index[after] + 1
         stop = start + per_page
         chosen = range(start, min(stop, len(events.rows)))

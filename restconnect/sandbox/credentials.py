@@ -232,7 +232,8 @@ class Keyring:
                 return principal
         used = ", ".join(p.method for p in principals)
         raise _unauthorized(f"{used} is not accepted on this path; accepted: "
-                            f"{', '.join(allowed)}", allowed, code="method_not_accepted")
+                            f"{', '.join(allowed)}", allowed,
+                            code="method_not_accepted")
 
     def _verify_all(self, req: Request) -> list[Principal]:
         found = []
@@ -338,7 +339,8 @@ class Keyring:
     def _hmac(self, req: Request) -> Principal:
         names = ("X-Key-Id", "X-Timestamp", "X-Nonce", "X-Signature")
         values = [req.header(name) or "" for name in names]
-        missing = [name for name, value in zip(names, values) if not value]
+        missing = [name for name, value in zip(names, values, strict=True)
+                   if not value]
         if missing:
             raise _unauthorized(f"signed requests need {', '.join(missing)}", ["hmac"],
                                 code="signature_incomplete")

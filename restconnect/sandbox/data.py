@@ -474,7 +474,8 @@ class Dataset:
             raise KeyError(f"no {collection.name} with id {missing[0]!r}")
         return list(ids)
 
-    def _new_row(self, name: str, collection: Collection, stamp: float) -> dict[str, Any]:
+    def _new_row(self, name: str, collection: Collection,
+                 stamp: float) -> dict[str, Any]:
         rng = self._touch_rng
         template = dict(collection.rows[rng.randrange(len(collection.rows))])
         if name == "issues":
@@ -503,7 +504,8 @@ def _link_metadata(customer: dict[str, Any], user: dict[str, Any] | None) -> Non
         return
     customer["metadata"]["code_user_id"] = str(user["id"])
     if user["email"]:
-        customer["metadata"]["code_email"] = user["email"][:1].upper() + user["email"][1:]
+        email = user["email"]
+        customer["metadata"]["code_email"] = email[:1].upper() + email[1:]
 
 
 def _changed(name: str, row: dict[str, Any], stamp: float, *,

@@ -15,7 +15,13 @@ import jwt
 
 from restconnect.sandbox.credentials import SCOPES, Keyring
 from restconnect.sandbox.limits import Stats
-from restconnect.sandbox.routing import ApiError, Request, Response, Router, json_response
+from restconnect.sandbox.routing import (
+    ApiError,
+    Request,
+    Response,
+    Router,
+    json_response,
+)
 
 __all__ = ["JWT_BEARER", "token_routes"]
 
@@ -34,7 +40,8 @@ def token_routes(keyring: Keyring, stats: Stats) -> Router:
     router = Router()
 
     @router.add("POST", "/oauth/token", "auth",
-                "OAuth 2.0 token endpoint: client_credentials, refresh_token, jwt-bearer")
+                "OAuth 2.0 token endpoint: client_credentials, refresh_token, "
+                "jwt-bearer")
     def token(req: Request) -> Response:
         form = req.form()
         grant = form.get("grant_type", "")
@@ -137,7 +144,8 @@ def _refresh(keyring: Keyring, req: Request, form: dict[str, str]) -> dict[str, 
     return keyring.issue_access(grant.login, grant.client, scopes, refresh=True)
 
 
-def _jwt_bearer(keyring: Keyring, req: Request, form: dict[str, str]) -> dict[str, object]:
+def _jwt_bearer(keyring: Keyring, req: Request,
+                form: dict[str, str]) -> dict[str, object]:
     _client(keyring, req, form, required=False)
     assertion = form.get("assertion")
     if not assertion:
@@ -146,7 +154,8 @@ def _jwt_bearer(keyring: Keyring, req: Request, form: dict[str, str]) -> dict[st
     try:
         claims = keyring.verify_assertion(assertion, audiences)
     except jwt.InvalidTokenError as exc:
-        raise _error(400, "invalid_grant", f"the assertion was refused: {exc}") from None
+        raise _error(400, "invalid_grant",
+                     f"the assertion was refused: {exc}") from None
     jti = claims.get("jti")
     if jti is not None and not keyring.use_jti(str(jti), float(claims["exp"])):
         raise _error(400, "invalid_grant", "the assertion's jti was already used")

@@ -57,7 +57,8 @@ def _single(collection: Collection, key: str, what: str) -> Response:
     pos = collection.index.get(key)
     if pos is None:
         raise ApiError(404, f"No such {what}: {key!r}", code="resource_missing")
-    return Response(body=collection.encoded[pos], last_modified=collection.last_modified)
+    return Response(body=collection.encoded[pos],
+                    last_modified=collection.last_modified)
 
 
 def pay_routes(data: Dataset, settings: Settings) -> Router:
@@ -214,7 +215,8 @@ def _other_routes(router: Router, data: Dataset, settings: Settings) -> None:
     def balance(req: Request) -> Response:
         totals: dict[str, int] = {}
         for row in invoices.rows:
-            totals[row["currency"]] = totals.get(row["currency"], 0) + row["amount_paid"]
+            currency = row["currency"]
+            totals[currency] = totals.get(currency, 0) + row["amount_paid"]
         available = [{"currency": c, "amount": totals[c]} for c in sorted(totals)]
         return Response(body=orjson.dumps({
             "object": "balance", "available": available,

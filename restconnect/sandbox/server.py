@@ -138,7 +138,8 @@ class App:
         try:
             failure = parse_failure(spec)
         except ValueError as exc:
-            raise ApiError(400, f"bad failure spec: {exc}", code="bad_failure") from None
+            raise ApiError(400, f"bad failure spec: {exc}",
+                           code="bad_failure") from None
         if not self.injector.should_fail(failure, req.method, req.path):
             return None
         if failure.delay:

@@ -31,7 +31,8 @@ def _me(box, **kwargs) -> requests.Response:
 
 @pytest.mark.parametrize("scheme", ["Bearer", "token"])
 def test_bearer_token_with_either_scheme_word(fresh, scheme):
-    response = _me(fresh, headers={"Authorization": f"{scheme} {fresh.credentials['token']}"})
+    token = fresh.credentials["token"]
+    response = _me(fresh, headers={"Authorization": f"{scheme} {token}"})
 
     assert response.status_code == 200
     assert response.json()["login"] == "demo"
@@ -50,7 +51,7 @@ def test_missing_and_wrong_tokens_are_401_with_a_challenge(fresh):
 
     assert missing.status_code == wrong.status_code == 401
     assert "Bearer" in missing.headers["WWW-Authenticate"]
-    assert "requires" in missing.json()["message"] or "required" in missing.json()["message"]
+    assert "required" in missing.json()["message"]
 
 
 @pytest.mark.parametrize("where", ["header", "query", "cookie"])
@@ -79,8 +80,8 @@ def test_an_api_key_in_the_query_never_reaches_the_request_log(fresh):
 def test_rotating_keys_each_have_a_small_quota(fresh):
     first, second = fresh.credentials["api_keys"][:2]
     with fresh.configured(rotating_quota=3):
-        answers = [requests.get(f"{fresh.url}/pay/balance", headers={"X-API-Key": first},
-                                timeout=10) for _ in range(4)]
+        answers = [requests.get(f"{fresh.url}/pay/balance", timeout=10,
+                                headers={"X-API-Key": first}) for _ in range(4)]
         other = requests.get(f"{fresh.url}/pay/balance", headers={"X-API-Key": second},
                              timeout=10)
 
@@ -92,7 +93,8 @@ def test_rotating_keys_each_have_a_small_quota(fresh):
 
 
 def test_basic_auth(fresh):
-    good = _me(fresh, auth=(fresh.credentials["username"], fresh.credentials["password"]))
+    good = _me(fresh, auth=(fresh.credentials["username"],
+                            fresh.credentials["password"]))
     bad = _me(fresh, auth=(fresh.credentials["username"], "wrong"))
 
     assert good.status_code == 200 and good.json()["login"] == "demo"
@@ -140,8 +142,9 @@ def test_an_expired_login_token_is_401(fresh):
 
 
 def test_a_forged_login_token_is_refused(fresh):
-    token = jwt.encode({"sub": "demo", "iss": "restconnect-sandbox", "iat": int(time.time()),
-                        "exp": int(time.time()) + 60}, "guessed-secret-of-32-bytes-length!",
+    now = int(time.time())
+    claims = {"sub": "demo", "iss": "restconnect-sandbox", "iat": now, "exp": now + 60}
+    token = jwt.encode(claims, "guessed-secret-of-32-bytes-length!",
                        algorithm="HS256", headers={"kid": "sandbox-login"})
 
     assert _me(fresh, headers={"Authorization": f"Bearer {token}"}).status_code == 401
@@ -307,7 +310,8 @@ def test_jwt_bearer_refuses_bad_assertions(fresh):
 
     for name, assertion in cases.items():
         answer = _token(fresh, {"grant_type": JWT_BEARER, "assertion": assertion})
-        assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant"), name
+        outcome = (answer.status_code, answer.json()["error"])
+        assert outcome == (400, "invalid_grant"), name
     replay = _token(fresh, {"grant_type": JWT_BEARER, "assertion": reused})
     assert first_use.status_code == 200
     assert replay.json()["error"] == "invalid_grant"
@@ -335,7 +339,8 @@ def test_a_self_signed_jwt_works_as_a_bearer_token(fresh):
     elsewhere = _assertion(fresh, creds["ec_private_key"], "ES256", kid="sandbox-ec")
 
     assert _me(fresh, headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    assert _me(fresh, headers={"Authorization": f"Bearer {elsewhere}"}).status_code == 401
+    refused = _me(fresh, headers={"Authorization": f"Bearer {elsewhere}"})
+    assert refused.status_code == 401
 
 
 # ---------------------------------------------------------------- HMAC signing
@@ -398,7 +403,8 @@ def test_bad_signatures_stale_timestamps_and_reused_nonces_are_refused(fresh):
     incomplete = requests.get(f"{fresh.url}/code/issues", timeout=10,
                               headers={"X-Signature": "abc"})
 
-    assert wrong_secret.status_code == 401 and "signature" in wrong_secret.json()["message"]
+    assert wrong_secret.status_code == 401
+    assert "signature" in wrong_secret.json()["message"]
     assert stale.status_code == future.status_code == 401
     assert "window" in stale.json()["message"]
     assert first.status_code == 200
@@ -411,7 +417,8 @@ def test_the_sandbox_helpers_match_the_documented_scheme(fresh):
 
     text = string_to_sign("get", "/p", "b=2&a=x+y&a=%2F", "10", "n", b"")
     assert canonical_query("b=2&a=x+y&a=%2F") == "a=%2F&a=x%20y&b=2"
-    assert text == "GET\n/p\na=%2F&a=x%20y&b=2\n10\nn\n" + hashlib.sha256(b"").hexdigest()
+    empty = hashlib.sha256(b"").hexdigest()
+    assert text == "GET\n/p\na=%2F&a=x%20y&b=2\n10\nn\n" + empty
     expected = base64.b64encode(hmac.new(b"k", text.encode(), hashlib.sha256).digest())
     assert hmac_signature("k", text) == expected.decode()
 
@@ -422,7 +429,8 @@ def test_the_sandbox_helpers_match_the_documented_scheme(fresh):
 def test_accepted_methods_are_chosen_per_path_prefix(fresh):
     bearer = {"Authorization": f"Bearer {fresh.credentials['token']}"}
     with fresh.configured(auth={"/pay/": ["api_key"], "/code/": ["bearer", "basic"]}):
-        pay_bearer = requests.get(f"{fresh.url}/pay/balance", headers=bearer, timeout=10)
+        pay_bearer = requests.get(f"{fresh.url}/pay/balance", headers=bearer,
+                                  timeout=10)
         pay_key = requests.get(f"{fresh.url}/pay/balance", timeout=10,
                                headers={"X-API-Key": fresh.credentials["api_key"]})
         code_bearer = _me(fresh, headers=bearer)

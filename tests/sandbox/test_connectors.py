@@ -54,7 +54,8 @@ def _expected_counts(box) -> dict[str, int]:
         "my_repos": sum(row["owner"]["login"] == "demo" for row in data.repos.rows),
         "user_repos": sum(row["owner"]["login"] == "demo" for row in public),
         "repo_search": sum("api" in row["topics"] for row in public),
-        "issues": len(issues), "issue_search": len(issues), "issues_export": len(issues),
+        "issues": len(issues), "issue_search": len(issues),
+        "issues_export": len(issues),
         "events": len(issues) + sum(1 for row in issues if row["closed_at"]),
         "customers": len(data.customers.rows), "invoices": len(data.invoices.rows),
         "invoice_search": len(data.invoices.rows),
@@ -81,7 +82,8 @@ def test_pagination_kinds_are_the_declared_ones(fresh):
              "issues_export": "header_cursor", "labels": "none"}
 
     for name, kind in kinds.items():
-        frame = conn.fetch(name, **({"q": "topic:api"} if name == "repo_search" else {}))
+        params = {"q": "topic:api"} if name == "repo_search" else {}
+        frame = conn.fetch(name, **params)
         assert frame.attrs["restconnect"]["pagination"] == kind, name
 
 

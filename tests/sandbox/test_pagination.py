@@ -205,8 +205,8 @@ def test_post_search_with_offset_in_the_body(box, bearer):
                       if row["state"] == "closed")
     seen, offset = [], 0
     while True:
-        body = bearer.post(f"{box.url}/code/issues/search",
-                           json={"state": "closed", "offset": offset, "limit": 100}).json()
+        request = {"state": "closed", "offset": offset, "limit": 100}
+        body = bearer.post(f"{box.url}/code/issues/search", json=request).json()
         seen.extend(row["id"] for row in body["items"])
         offset += len(body["items"])
         if offset >= body["total"]:
@@ -231,7 +231,8 @@ def test_post_search_with_the_cursor_in_the_body(box, keyed):
 
 
 def test_post_search_refuses_unknown_fields_and_bad_json(box, keyed):
-    unknown = keyed.post(f"{box.url}/pay/invoices/search", json={"query": {"colour": 1}})
+    unknown = keyed.post(f"{box.url}/pay/invoices/search",
+                         json={"query": {"colour": 1}})
     broken = keyed.post(f"{box.url}/pay/invoices/search", data=b"{nope",
                         headers={"Content-Type": "application/json"})
 
