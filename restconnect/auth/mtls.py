@@ -7,7 +7,8 @@ is removed on :meth:`MTLSAuth.close`, when the handler is collected, and at
 interpreter exit.
 
 The CA bundle is exposed as ``handler.verify`` and the certificate pair as
-``handler.cert``; ``HttpClient`` passes both on every request, because
+``handler.cert`` (read on first use); ``HttpClient`` passes both on every
+request, because
 requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a
 session-level ``verify``.
 """
@@ -21,6 +22,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -212,14 +214,32 @@ class MTLSAuth(AuthMethod):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        try:
-            self.material = self._load()
-        except ValueError as exc:
-            raise AuthError(str(exc), connector=self.context.connector,
-                            method=self.name) from None
-        self.cert: tuple[str, str] = (self.material.cert_path, self.material.key_path)
+        self._material: ClientCertificate | None = None
+        self._lock = threading.Lock()
         self.verify: str | None = self._ca_bundle()
-        self._warn_if_expiring()
+
+    @property
+    def material(self) -> ClientCertificate:
+        """The loaded certificate; read (and decrypted) on first use."""
+        with self._lock:
+            if self._material is None:
+                try:
+                    self._material = self._load()
+                except ValueError as exc:
+                    raise AuthError(str(exc), connector=self.context.connector,
+                                    method=self.name) from None
+                self._warn_if_expiring(self._material)
+            return self._material
+
+    @property
+    def cert(self) -> tuple[str, str]:
+        """(certificate file, key file), which ``HttpClient`` passes per request."""
+        material = self.material
+        return material.cert_path, material.key_path
+
+    def load(self) -> ClientCertificate:
+        """Read the certificate now, to report a wrong path or passphrase early."""
+        return self.material
 
     def _load(self) -> ClientCertificate:
         passphrase = self.credential("passphrase")
@@ -238,32 +258,33 @@ class MTLSAuth(AuthMethod):
                             connector=self.context.connector, method=self.name)
         return str(Path(bundle).expanduser()) if bundle else None
 
-    def _warn_if_expiring(self) -> None:
-        days = self.material.days_left()
-        when = self.material.not_after.date().isoformat()
+    def _warn_if_expiring(self, material: ClientCertificate) -> None:
+        days = material.days_left()
+        when = material.not_after.date().isoformat()
         if days < 0:
             logger.warning("%s: the client certificate %s expired on %s; servers "
-                           "will refuse it", self.context.connector,
-                           self.material.subject, when)
+                           "will refuse it", self.context.connector, material.subject,
+                           when)
         elif days < self.options.warn_days:
             logger.warning("%s: the client certificate %s expires in %d days (%s)",
-                           self.context.connector, self.material.subject, int(days),
-                           when)
+                           self.context.connector, material.subject, int(days), when)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         return request
 
-    def prepare_session(self, session: requests.Session) -> None:
-        """Set the certificate on the session too, for code that sends directly."""
-        session.cert = self.cert
-
     def close(self) -> None:
         """Remove the decrypted temporary key, if one was written."""
-        self.material.close()
+        if self._material is not None:
+            self._material.close()
 
     def identity_key(self) -> str:
-        return hashlib.sha256(f"{self.name}\0{self.material.fingerprint}".encode()
-                              ).hexdigest()
+        """A digest of the certificate file, so a new certificate is a new identity."""
+        source = self.credential("pkcs12") or self.credential("client_cert") or ""
+        try:
+            content = Path(source).expanduser().read_bytes()
+        except OSError:
+            content = source.encode()
+        return hashlib.sha256(self.name.encode() + b"\0" + content).hexdigest()
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "subject": self.material.subject,
@@ -273,7 +294,7 @@ class MTLSAuth(AuthMethod):
 
     def explain_transport_error(self, error: BaseException) -> str | None:
         """A sentence saying which side of the handshake refused what."""
-        return explain_tls_error(error, self.material, self._effective_bundle())
+        return explain_tls_error(error, self._material, self._effective_bundle())
 
     def _effective_bundle(self) -> str | None:
         http = self.context.http

@@ -14,7 +14,12 @@ from restconnect.auth.mtls import MTLSAuth, MTLSOptions, explain_tls_error
 from restconnect.exceptions import AuthError, TransportError
 from restconnect.secret import Secret
 from restconnect.spec import parse_spec
-from tests.servers.tls_server import mtls_server, tls_certs  # noqa: F401  (fixtures)
+from tests.servers.tls_server import (  # noqa: F401  (fixtures)
+    OB_PREFIX,
+    OB_TOKEN,
+    mtls_server,
+    tls_certs,
+)
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 PASSPHRASE = "correct horse battery staple"
@@ -159,10 +164,10 @@ def test_wrong_or_missing_passphrase_is_clear(tls_certs, tmp_path):
     cert = str(tls_certs["folder"] / "client.crt")
     with pytest.raises(AuthError, match="wrong passphrase") as info:
         MTLSAuth(MTLSOptions(), {"client_cert": cert, "client_key": key,
-                                 "passphrase": Secret("not-the-passphrase")})
+                                 "passphrase": Secret("not-the-passphrase")}).load()
     assert "not-the-passphrase" not in str(info.value)
     with pytest.raises(AuthError, match="encrypted: give the passphrase"):
-        MTLSAuth(MTLSOptions(), {"client_cert": cert, "client_key": key})
+        MTLSAuth(MTLSOptions(), {"client_cert": cert, "client_key": key}).load()
 
 
 def test_pkcs12_bundle(mtls_server, tls_certs, tmp_path):
@@ -187,6 +192,7 @@ def test_soon_expiring_certificate_warns(tls_certs, caplog):
     cert, key = _files(tls_certs, "soon")
     with caplog.at_level(logging.WARNING, logger="restconnect.auth.mtls"):
         handler = MTLSAuth(MTLSOptions(), {"client_cert": cert, "client_key": key})
+        handler.load()
     assert "expires in" in caplog.text and "soon-client" in caplog.text
     assert handler.describe()["subject"].startswith("CN=soon-client")
 
@@ -195,11 +201,23 @@ def test_mismatched_key_and_bad_paths(tls_certs):
     cert, _ = _files(tls_certs, "client")
     _, other_key = _files(tls_certs, "stranger")
     with pytest.raises(AuthError, match="does not belong"):
-        MTLSAuth(MTLSOptions(), {"client_cert": cert, "client_key": other_key})
+        MTLSAuth(MTLSOptions(), {"client_cert": cert, "client_key": other_key}).load()
     with pytest.raises(AuthError, match="cannot read"):
-        MTLSAuth(MTLSOptions(), {"client_cert": "/nonexistent/client.crt"})
+        MTLSAuth(MTLSOptions(), {"client_cert": "/nonexistent/client.crt"}).load()
     with pytest.raises(AuthError, match="give client_cert"):
-        MTLSAuth(MTLSOptions(), {})
+        MTLSAuth(MTLSOptions(), {}).load()
     with pytest.raises(AuthError, match="server_ca .* does not exist"):
         MTLSAuth(MTLSOptions(), {"client_cert": cert, "client_key": _files(
             tls_certs, "client")[1], "server_ca": "/nonexistent/ca.pem"})
+
+
+def test_bundled_open_banking_spec_over_mtls_and_a_token(mtls_server):
+    from restconnect import connect
+
+    conn = connect("open_banking_uk", base_url=mtls_server.url + OB_PREFIX,
+                   ca_bundle=mtls_server.ca_file, client_cert=mtls_server.client_cert,
+                   client_key=mtls_server.client_key, token=OB_TOKEN)
+    with conn:
+        accounts = conn.fetch("accounts")
+    assert list(accounts["AccountId"]) == ["22289", "31820"]
+    assert [h.name for h in conn.auth] == ["mtls", "bearer"]

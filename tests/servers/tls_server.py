@@ -9,6 +9,8 @@ Routes:
     ``/whoami``   the client certificate's subject, as JSON.
     ``/basic``    HTTP Basic check against ``user`` / ``password``.
     ``/records``  a small JSON list, for fetching through a spec.
+    ``/open-banking/v3.1/aisp/accounts``  two pages shaped as the UK Open
+                  Banking specification shows them, behind a bearer token.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import pytest
 
 BASIC_USER = "tls-user"
 BASIC_PASSWORD = "tls-password-3141"
+OB_TOKEN = "ob-access-token-5772"
+OB_PREFIX = "/open-banking/v3.1/aisp"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,12 +45,33 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.startswith("/basic"):
             self._basic()
+        elif self.path.startswith(OB_PREFIX):
+            self._accounts()
         elif self.path.startswith("/records"):
             self._send(200, {"records": [{"id": i, "name": f"row {i}"} for i in range(3)]})
         else:
             peer = self.connection.getpeercert()
             subject = dict(item[0] for item in peer["subject"]) if peer else {}
             self._send(200, {"subject": subject})
+
+    def _accounts(self) -> None:
+        if self.headers.get("Authorization") != f"Bearer {OB_TOKEN}":
+            self._send(401, {"Code": "401", "Message": "invalid token"})
+            return
+        host = f"https://{self.headers.get('Host')}{OB_PREFIX}"
+        second = "page=2" in self.path
+        first_ids, links = (["22289"], {"Self": f"{host}/accounts",
+                                        "Next": f"{host}/accounts?page=2"})
+        if second:
+            first_ids, links = ["31820"], {"Self": f"{host}/accounts?page=2"}
+        accounts = [{"AccountId": ident, "Status": "Enabled", "Currency": "GBP",
+                     "AccountType": "Personal", "AccountSubType": "CurrentAccount",
+                     "Nickname": "Bills", "OpeningDate": "2019-01-01T06:06:06+00:00",
+                     "Account": [{"SchemeName": "UK.OBIE.SortCodeAccountNumber",
+                                  "Identification": "80200110203345",
+                                  "Name": "Mr Kevin"}]} for ident in first_ids]
+        self._send(200, {"Data": {"Account": accounts}, "Links": links,
+                         "Meta": {"TotalPages": 2}})
 
     def _basic(self) -> None:
         expected = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
