@@ -32,7 +32,7 @@ from restconnect.exceptions import (
     RateLimitError,
     TransportError,
 )
-from restconnect.redact import redact_text, redact_url
+from restconnect.redact import redact_library_logs, redact_text, redact_url
 from restconnect.spec import RateLimitSpec, RetrySpec
 
 __all__ = ["HttpClient", "RateLimitState", "ResponseHook", "is_loopback", "user_agent"]
@@ -137,6 +137,7 @@ class HttpClient:
         self.session = session or requests.Session()
         self._mount_adapters(pool_size)
         self.session.headers["User-Agent"] = user_agent()
+        redact_library_logs()
         self.session.headers.update(headers or {})
         for handler in self.auth:
             prepare = getattr(handler, "prepare_session", None)

@@ -8,6 +8,7 @@ is registered with :func:`register_secret` and masked wherever it appears.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,7 @@ __all__ = [
     "MASK",
     "SENSITIVE_HEADERS",
     "is_sensitive_name",
+    "redact_library_logs",
     "redact_headers",
     "redact_params",
     "redact_text",
@@ -132,3 +134,31 @@ def redact_url(url: str, extra_names: Iterable[str] = ()) -> str:
         query = urlencode(pairs, safe="*")
     cleaned = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     return redact_text(cleaned)
+
+
+class _SecretFilter(logging.Filter):
+    """Masks registered secrets in records of loggers restconnect does not own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _pattern is None:
+            return True
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_SECRET_FILTER = _SecretFilter()
+
+#: Libraries whose DEBUG lines can carry a secret: urllib3 logs each request
+#: line, query string (and so a query-string API key) included.
+LIBRARY_LOGGERS = ("urllib3.connectionpool", "requests_oauthlib", "oauthlib")
+
+
+def redact_library_logs(names: Iterable[str] = LIBRARY_LOGGERS) -> None:
+    """Mask registered secrets in the log records of third-party libraries."""
+    for name in names:
+        library_logger = logging.getLogger(name)
+        if _SECRET_FILTER not in library_logger.filters:
+            library_logger.addFilter(_SECRET_FILTER)
