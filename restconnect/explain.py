@@ -140,8 +140,9 @@ class Explanation:
         out.append(f"  cache: {f['cache']}")
         if f["last_fetch"]:
             last = f["last_fetch"]
+            pages = "page" if last["pages"] == 1 else "pages"
             out.append(f"  last fetch: {last['endpoint']}: {last['records']} records in "
-                       f"{last['pages']} pages"
+                       f"{last['pages']} {pages}"
                        + (f" (stopped early: {last['truncated_reason']})"
                           if last["truncated"] else ""))
         return out
