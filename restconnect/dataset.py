@@ -47,13 +47,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from restconnect.connector import Connector
+    from restconnect.jobs import Summary
 
-__all__ = ["DatasetSpec", "JoinStep", "SourceSpec", "load", "load_dataset",
-           "read_dataset"]
+__all__ = ["DatasetSpec", "JoinStep", "SourceSpec", "extract_dataset",
+           "is_dataset_file", "load", "load_dataset", "read_dataset"]
 
 logger = logging.getLogger(__name__)
 
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+# ``GITHUB_TOKEN``, or ``env:GITHUB_TOKEN`` as in job files. Bare names must be
+# in capitals: a pasted secret often looks like an identifier.
+_ENV_NAME = re.compile(r"^([A-Z_][A-Z0-9_]{0,127}|env:[A-Za-z_][A-Za-z0-9_]{0,127})$")
 Keys = str | list[str]
 
 
@@ -80,8 +83,8 @@ class SourceSpec(_Model):
             if not _ENV_NAME.match(name):
                 raise ValueError(
                     f"credentials.{field} must name an environment variable in "
-                    "capitals (such as GITHUB_TOKEN); credential values never go in "
-                    "a dataset file")
+                    "capitals (GITHUB_TOKEN or env:GITHUB_TOKEN); credential values "
+                    "never go in a dataset file")
         return self
 
 
@@ -127,6 +130,9 @@ class DatasetSpec(_Model):
     sources: dict[str, SourceSpec] = Field(min_length=1)
     joins: list[JoinStep] = Field(default_factory=list)
     select: list[str] = Field(default_factory=list, description="columns to keep")
+    output: str | dict[str, Any] | None = Field(
+        None, description="where 'restconnect extract' writes: a path or "
+        "{path, format, mode, table}")
 
     # Set by the loader.
     path: str | None = Field(None, exclude=True)
@@ -293,7 +299,8 @@ def _connect(spec: DatasetSpec, name: str) -> Connector:
 
 def _credentials(spec: DatasetSpec, name: str) -> dict[str, str]:
     source, found, missing = spec.sources[name], {}, {}
-    for field, variable in source.credentials.items():
+    for field, reference in source.credentials.items():
+        variable = reference.removeprefix("env:")
         value = os.environ.get(variable)
         if value:
             found[field] = value
@@ -408,3 +415,76 @@ def _select(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     chosen = frame[list(spec.select)].copy()
     chosen.attrs.update(attrs)
     return chosen
+
+
+# ---------------------------------------------------------------- extract
+
+
+def is_dataset_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a YAML file is a dataset (it has ``sources``), not an extract job."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "sources" in data
+
+
+def extract_dataset(path: str | os.PathLike[str], *, output: Any = None) -> Summary:
+    """Load a dataset and write it, as ``restconnect extract dataset.yaml`` does.
+
+    Args:
+        path: the dataset file.
+        output: a path or output mapping; the file's ``output`` by default.
+            A relative path in the file is relative to the file's folder.
+
+    Returns:
+        The extract :class:`~restconnect.jobs.Summary`.
+
+    Raises:
+        SpecError: the file is invalid or names no output.
+    """
+    import time
+
+    from restconnect.jobs import Summary
+    from restconnect.outputs import OutputSpec, make_output
+    from restconnect.state import StateStore
+
+    started = time.perf_counter()
+    spec = read_dataset(path)
+    target = OutputSpec.of(output if output is not None else _file_output(spec))
+    frame = load_dataset(spec)
+    store = StateStore()
+    key = store.key("dataset", spec.name, {}, scope=str(Path(target.path).resolve()))
+    writer = make_output(target, incremental=False, primary_key=[], endpoint=spec.name,
+                         store=store, state_key=key)
+    summary = Summary(job=f"dataset {spec.name}", output=str(writer.path),
+                      mode=writer.mode)
+    _write(writer, frame)
+    summary.rows = len(frame)
+    summary.pages = sum(int(s.get("pages") or 0)
+                        for s in frame.attrs["restconnect"].get("sources", []))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _file_output(spec: DatasetSpec) -> Any:
+    if spec.output is None:
+        _fail(spec, "output", "no output: add 'output: data/out.parquet' to the file "
+              "or pass -o")
+    value = spec.output
+    raw = value if isinstance(value, str) else (value or {}).get("path", "")
+    if raw and not Path(raw).expanduser().is_absolute() and spec.path:
+        folder = Path(spec.path).resolve().parent
+        resolved = str(folder / raw)
+        value = resolved if isinstance(value, str) else {**value, "path": resolved}
+    return value
+
+
+def _write(writer: Any, frame: pd.DataFrame) -> None:
+    writer.begin()
+    try:
+        writer.write(frame)
+        writer.commit(None)
+    except BaseException:
+        writer.abort()
+        raise

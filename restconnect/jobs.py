@@ -450,7 +450,12 @@ def extract(job: Job | str | os.PathLike[str] | None = None, *,
         job = Job(connector=connector, endpoint=endpoint, output=output,
                   params=dict(params or {}), incremental=incremental, **options)
     elif not isinstance(job, Job):
-        job = Job.from_file(find_job(str(job), jobs_dir))
+        path = find_job(str(job), jobs_dir)
+        from restconnect.dataset import extract_dataset, is_dataset_file
+
+        if is_dataset_file(path):  # several joined sources (docs/joins.md)
+            return extract_dataset(path, output=output)
+        job = Job.from_file(path)
     return job.run()
 
 
@@ -523,8 +528,7 @@ def extract_cli(args: Any, out: Any = None, err: Any = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     _configure_logging(args.log_format, args.log_level, err)
     try:
-        job = _job_from_args(args)
-        summary = job.run()
+        summary = _dataset_from_args(args) or _job_from_args(args).run()
     except RestConnectError as exc:
         return _report_error(exc, args.log_format, err)
     if args.log_format == "json":
@@ -533,6 +537,15 @@ def extract_cli(args: Any, out: Any = None, err: Any = None) -> int:
         out.write(summary.line() + "\n")
     out.flush()
     return 0
+
+
+def _dataset_from_args(args: Any) -> Summary | None:
+    """Run a dataset file (several joined sources, docs/joins.md), else None."""
+    from restconnect.dataset import extract_dataset, is_dataset_file
+
+    if len(args.target) != 1 or not is_dataset_file(args.target[0]):
+        return None
+    return extract_dataset(args.target[0], output=args.output)
 
 
 def _job_from_args(args: Any) -> Job:

@@ -540,7 +540,8 @@ def enrich(df: pd.DataFrame, connector: Connector, endpoint: str,
         raise SpecError("batch_size needs key: the answer field that holds each "
                         "batched value", source="enrich", path="key")
     lookup = _Lookup(connector, endpoint, dict(params), dict(fixed), batch_size,
-                     separator, key, workers or min(connector.concurrency, 8), cache)
+                     separator, key, workers or min(connector.concurrency, 8), cache,
+                     {"progress": False})
     merged, stats = _combine(df, lookup, how=how, prefix=prefix, errors=errors,
                              error_column=error_column)
     step = {"enrich": f"{connector.name}.{endpoint}", "params": dict(params),
@@ -685,7 +686,8 @@ def fetch_children(connector: Connector, endpoint: str, *,
     parents = connector.fetch(parent.endpoint, **http, **for_parent)
     keys, mapped = _parent_keys(parents, parent.endpoint, parent.params,
                                 f"endpoints.{endpoint}.parent.params")
-    options = {**http, **({"max_pages": max_pages} if max_pages else {})}
+    options = {**http, "progress": False,
+               **({"max_pages": max_pages} if max_pages else {})}
     lookup = _Lookup(connector, endpoint, mapped, params, parent.batch_size,
                      parent.separator, parent.key,
                      workers or min(connector.concurrency, 8), lookup_cache, options)

@@ -42,6 +42,11 @@ joins:
 select: [full_name, owner.login, email, owner.followers]
 """
 
+#: The first join alone: quicker, for the extract tests.
+JOIN_ONLY = (DATASET.split("  owner:\n")[0] + "joins:"
+             + DATASET.split("joins:")[1].split("  - enrich:")[0]
+             + "select: [full_name, owner.login, email]\n")
+
 
 @pytest.fixture()
 def folder(fresh_sandbox, tmp_path, monkeypatch):
@@ -85,9 +90,9 @@ def test_load_joins_two_apis_and_enriches(folder, fresh_sandbox):
     assert box.stats["by_auth"].get("oauth2") and box.stats["by_auth"].get("api_key")
 
 
-def test_load_dataset_is_the_same_function(folder):
+def test_load_dataset_is_the_same_function(tmp_path):
     assert restconnect.load is restconnect.load_dataset
-    spec = read_dataset(_write(folder, DATASET))
+    spec = read_dataset(_write(tmp_path, DATASET))
     assert [s.connector for s in spec.sources.values()] == ["code.yaml", "pay.yaml",
                                                             "code.yaml"]
 
@@ -111,11 +116,11 @@ def test_missing_environment_variable_is_named(folder, monkeypatch):
     assert "sources.customers.credentials.api_key" in str(caught.value)
 
 
-def test_a_literal_secret_is_refused_without_echoing_it(folder):
+def test_a_literal_secret_is_refused_without_echoing_it(tmp_path):
     secret = "sbx_key_pasted_by_mistake_1234"
     text = DATASET.replace(PAY_CREDS, "{api_key: " + secret + "}")
     with pytest.raises(SpecError) as caught:
-        read_dataset(_write(folder, text))
+        read_dataset(_write(tmp_path, text))
     assert caught.value.path == "sources.customers"
     assert "environment variable" in str(caught.value)
     assert secret not in str(caught.value)
@@ -142,8 +147,8 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("text", "path", "message"), BROKEN)
-def test_broken_files_name_file_key_path_and_problem(folder, text, path, message):
-    file = _write(folder, text)
+def test_broken_files_name_file_key_path_and_problem(tmp_path, text, path, message):
+    file = _write(tmp_path, text)
     with pytest.raises(SpecError) as caught:
         read_dataset(file)
     assert caught.value.source == str(file)
@@ -173,3 +178,38 @@ def test_a_join_on_a_missing_column_points_at_the_step(folder):
 def test_unreadable_file(tmp_path):
     with pytest.raises(SpecError, match="cannot read"):
         read_dataset(tmp_path / "absent.yaml")
+
+
+def test_env_prefix_form_is_accepted(tmp_path):
+    text = DATASET.replace(PAY_CREDS, "{api_key: env:JOIN_TEST_PAY_KEY}")
+    spec = read_dataset(_write(tmp_path, text))
+    assert spec.sources["customers"].credentials == {"api_key": "env:JOIN_TEST_PAY_KEY"}
+
+
+def test_extract_writes_the_joined_frame(folder, capsys):
+    import pyarrow.parquet as pq
+
+    from restconnect.cli import main
+
+    path = _write(folder, JOIN_ONLY + "output: out/joined.parquet\n")
+    expected = restconnect.load(path)
+
+    code = main(["extract", str(path)])
+
+    assert code == 0
+    written = pq.read_table(folder / "out" / "joined.parquet").to_pandas()
+    assert list(written.columns) == list(expected.columns)
+    assert sorted(written["full_name"]) == sorted(expected["full_name"])
+    assert f"rows={len(expected)}" in capsys.readouterr().out
+
+
+def test_extract_output_option_wins_and_no_output_is_an_error(folder):
+    from restconnect.cli import main
+    from restconnect.jobs import extract
+
+    path = _write(folder, JOIN_ONLY)
+    assert main(["extract", str(path), "-o", str(folder / "x.csv")]) == 0
+    assert (folder / "x.csv").read_text().startswith("full_name,")
+    with pytest.raises(SpecError) as caught:
+        extract(str(path))
+    assert caught.value.path == "output"
