@@ -259,8 +259,12 @@ class Connector:
                 f"endpoints={len(self.spec.endpoints)}>")
 
     def close(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP session and let handlers drop what they hold (temp keys)."""
         self.http.close()
+        for handler in self.auth:
+            close = getattr(handler, "close", None)
+            if callable(close):
+                close()
 
     def __enter__(self) -> Connector:
         return self
