@@ -83,6 +83,8 @@ class TokenStore:
         return self.root / "tokens" / safe
 
     def _ensure_folder(self, folder: Path) -> None:
+        # The platform's data folder itself may not exist yet on a new machine.
+        self.root.parent.mkdir(parents=True, exist_ok=True)
         for part in (self.root, self.root / "tokens", folder):
             part.mkdir(mode=0o700, exist_ok=True)
             os.chmod(part, 0o700)
