@@ -132,6 +132,9 @@ def test_each_endpoint_builds_a_request_under_the_base_url(spec, monkeypatch):
 
 
 def test_the_docs_page_lists_every_connector_and_endpoint(spec):
+    if spec.docs.startswith(OWN_DOCS):
+        pytest.skip(f"{spec.name} is one of this project's servers, documented in "
+                    f"{spec.docs.removeprefix(OWN_DOCS)}")
     text = DOCS.read_text(encoding="utf-8")
     heading = re.search(rf"^## .*`{re.escape(spec.name)}`.*$", text, re.MULTILINE)
     assert heading, f"docs/connectors.md has no '## ... `{spec.name}`' section"
@@ -139,10 +142,6 @@ def test_the_docs_page_lists_every_connector_and_endpoint(spec):
     section = text[heading.end():]
     following = re.search(r"^## ", section, re.MULTILINE)
     section = section[: following.start()] if following else section
-    if spec.docs.startswith(OWN_DOCS):
-        # The project's own servers list their endpoints on their own page.
-        assert spec.docs.removeprefix(OWN_DOCS) in section
-        return
     missing = [name for name in spec.endpoints if f"`{name}`" not in section]
     assert not missing, f"{spec.name}: endpoints not in docs/connectors.md: {missing}"
     assert spec.docs in section

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import restconnect
-from restconnect.exceptions import CredentialsMissing
+from restconnect.exceptions import RestConnectError
 from tests.auth.token_servers import Call, TinyServer
 
 CLIENT_ID = "Iv1.0123456789abcdef"
@@ -102,7 +102,7 @@ def test_an_unset_installation_id_is_named(github_api, monkeypatch):
     monkeypatch.delenv("GITHUB_APP_INSTALLATION_ID")
 
     with restconnect.connect("github_app") as conn, \
-            pytest.raises(CredentialsMissing) as caught:
+            pytest.raises(RestConnectError) as caught:
         conn.fetch("installation_repos")
 
     assert "GITHUB_APP_INSTALLATION_ID" in str(caught.value)
