@@ -122,8 +122,19 @@ def recorded_query(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 
 
+_OPEN: list[restconnect.Connector] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_connectors():
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def github(server: ReplayServer) -> restconnect.Connector:
     conn = restconnect.connect("github", base_url=server.url, token=TOKEN)
+    _OPEN.append(conn)
     # Waits between retries are the spec's business, not this test's: keep them short.
     conn.http.retry = conn.http.retry.model_copy(update={"backoff": 0.01,
                                                          "max_backoff": 0.05})
