@@ -41,6 +41,36 @@ endpoints:
 
 def write_spec(folder: Path, text: str = SPEC) -> Path:
     """Write the spec into ``folder`` and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cachebox.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def connect_box(box, folder: Path, *, token: str | None = None, text: str = SPEC,
+                **options):
+    """``connect()`` the test spec to a running sandbox."""
+    from restconnect import connect
+
+    spec = write_spec(folder, text)
+    return connect(str(spec), base_url=box.url,
+                   token=token or box.credentials["token"], **options)
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file below ``folder``."""
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+def grep_tree(folder: Path, needles) -> list[tuple[Path, str]]:
+    """Which files below ``folder`` contain any of the byte strings ``needles``."""
+    from urllib.parse import quote
+
+    found = []
+    for path in files_under(folder):
+        data = path.read_bytes()
+        for needle in needles:
+            for form in {needle, quote(needle, safe="")}:
+                if form.encode() in data:
+                    found.append((path, needle[:6] + "..."))
+    return found

@@ -83,7 +83,7 @@ def test_rotation_keeps_going_on_the_sandbox(fresh_sandbox, caplog):
     spec = parse_spec(SPEC.format(url=fresh_sandbox.url))
     with fresh_sandbox.configured(rotating_quota=2, rotating_window=60):
         with caplog.at_level(logging.INFO, logger="restconnect.auth.api_key"):
-            with connect(spec, api_key=",".join(keys)) as conn:
+            with connect(spec, api_key=",".join(keys), cache=False) as conn:
                 logins = [conn.fetch("me").loc[0, "login"] for _ in range(6)]
                 assert logins == ["demo"] * 6
                 # Key 3's last answer said "0 left": every key now rests, and
