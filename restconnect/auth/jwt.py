@@ -150,8 +150,9 @@ class JWTAuth(TokenAuth):
 
     def store_identity(self) -> str:
         options = self.options
-        where = options.login_url if options.mode == "login" else options.token_url
-        who = self.credential("username") if options.mode == "login" else options.issuer
+        login = options.mode == "login"
+        where = self.url(options.login_url if login else options.token_url)
+        who = self.credential("username") if login else options.issuer
         return "|".join(
             [
                 self.name,
@@ -192,7 +193,7 @@ class JWTAuth(TokenAuth):
         from restconnect.auth.token_base import require_secure_url
 
         options = self.options
-        url = options.login_url
+        url = self.url(options.login_url)
         require_secure_url(url, "login_url", self.context.connector, self.name)
         username, password = self.credential("username"), self.credential("password")
         if not username or not password:
@@ -281,7 +282,7 @@ class JWTAuth(TokenAuth):
 
         body = prepare_token_request(JWT_BEARER, assertion=assertion)
         answer = self.post_token_request(
-            self.options.token_url, parse_qsl(body, keep_blank_values=True)
+            self.url(self.options.token_url), parse_qsl(body, keep_blank_values=True)
         )
         if not answer.get("access_token"):
             raise AuthError(
@@ -294,7 +295,7 @@ class JWTAuth(TokenAuth):
     def _github_app(self, app_jwt: str) -> Token:
         from restconnect.auth.token_base import require_secure_url
 
-        url = self.options.token_url
+        url = self.url(self.options.token_url)
         require_secure_url(url, "token_url", self.context.connector, self.name)
         response = self.send(
             "POST",

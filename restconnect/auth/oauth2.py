@@ -218,9 +218,9 @@ class OAuth2Auth(TokenAuth):
     def endpoints(self) -> dict[str, str | None]:
         """The token, authorization and device endpoints."""
         return {
-            "token": self.options.token_url,
-            "authorization": self.options.authorization_url,
-            "device": self.options.device_authorization_url,
+            "token": self.url(self.options.token_url),
+            "authorization": self.url(self.options.authorization_url),
+            "device": self.url(self.options.device_authorization_url),
         }
 
     def endpoint(self, kind: str) -> str:

@@ -104,6 +104,11 @@ class OIDCAuth(OAuth2Auth):
 
     # ------------------------------------------------------------ discovery
 
+    @property
+    def issuer(self) -> str:
+        """The configured issuer, with environment references filled."""
+        return self.url(self.options.issuer) or ""
+
     def metadata(self) -> dict[str, Any]:
         """The provider's discovery document (fetched once)."""
         with self._meta_lock:
@@ -112,7 +117,7 @@ class OIDCAuth(OAuth2Auth):
             return self._metadata
 
     def _discover(self) -> dict[str, Any]:
-        issuer = self.options.issuer
+        issuer = self.issuer
         require_secure_url(issuer, "issuer", self.context.connector, self.name)
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
         document = self._get_json(url, "discovery document")
@@ -141,7 +146,7 @@ class OIDCAuth(OAuth2Auth):
         return "|".join(
             [
                 self.name,
-                self.options.issuer,
+                self.issuer,
                 self.credential("client_id") or "",
                 self.options.grant,
                 " ".join(sorted(self.options.scopes)),
@@ -198,10 +203,10 @@ class OIDCAuth(OAuth2Auth):
     def check_callback_issuer(self, callback_url: str) -> None:
         """RFC 9207: a callback that names an issuer must name ours."""
         params = dict(parse_qsl(urlsplit(callback_url).query))
-        if "iss" in params and params["iss"] != self.options.issuer:
+        if "iss" in params and params["iss"] != self.issuer:
             raise self._error(
                 f"the callback comes from issuer {params['iss']!r}, "
-                f"not {self.options.issuer!r}"
+                f"not {self.issuer!r}"
             )
 
     def new_token(
@@ -233,7 +238,7 @@ class OIDCAuth(OAuth2Auth):
         """Verify an ID token; the verified claims."""
         return validate_id_token(
             id_token,
-            issuer=self.options.issuer,
+            issuer=self.issuer,
             client_id=self.client_id,
             key_for=self.signing_key,
             nonce=nonce,
@@ -314,7 +319,7 @@ class OIDCAuth(OAuth2Auth):
 
     def describe(self) -> dict[str, Any]:
         facts = super().describe()
-        facts["issuer"] = self.options.issuer
+        facts["issuer"] = self.issuer
         return facts
 
 

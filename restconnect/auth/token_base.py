@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -253,6 +255,29 @@ class TokenOptions(BaseModel):
     account: str = ""
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}")
+
+
+def expand_url(value: str, base_url: str = "") -> str:
+    """Fill ``${VAR}``/``${VAR:-default}`` from the environment; resolve ``/path``.
+
+    A spec may write ``token_url: /oauth/token`` (relative to the connector's
+    base URL) or ``${AUTH_HOST:-https://auth.example.com}/token``.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        found = os.environ.get(match.group(1)) or match.group(3)
+        if found is None:
+            raise AuthError(f"environment variable {match.group(1)} is not set "
+                            f"(it is used in {value!r})")
+        return found
+
+    expanded = _ENV_REFERENCE.sub(fill, value)
+    if expanded.startswith("/") and base_url:
+        return base_url.rstrip("/") + expanded
+    return expanded
+
+
 def require_secure_url(
     url: str, what: str, connector: str = "", method: str = ""
 ) -> None:
@@ -330,6 +355,10 @@ class TokenAuth(AuthMethod):
         return f"{self.name}|{getattr(self.options, 'account', '')}"
 
     # ------------------------------------------------------------ requests
+
+    def url(self, value: str | None) -> str | None:
+        """A URL option with environment references filled and ``/path`` resolved."""
+        return expand_url(value, self.context.base_url) if value else value
 
     @property
     def leeway(self) -> float:
@@ -465,8 +494,13 @@ class TokenAuth(AuthMethod):
     # ------------------------------------------------------------ the store
 
     def _store(self) -> Any:
+        """The token store in use (the default one unless given; None if off)."""
         if not getattr(self.options, "store", True):
             return None
+        if self.context.token_store is None:
+            from restconnect.auth.tokens import default_token_store
+
+            self.context.token_store = default_token_store()
         return self.context.token_store
 
     def _store_lock(self) -> contextlib.AbstractContextManager[None]:

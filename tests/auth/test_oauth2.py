@@ -593,3 +593,30 @@ def test_sandbox_refresh_grant_keeps_each_rotated_refresh_token(
     assert len({seed, first.refresh_token.reveal(), second.refresh_token.reveal()}) == 3
     stored = auth.context.token_store.load("demo", auth.store_identity())
     assert stored["refresh_token"] == second.refresh_token.reveal()
+
+
+def test_a_connector_keeps_its_token_for_the_next_run(box: Any) -> None:
+    from restconnect.connector import Connector
+
+    spec = parse_spec(f"""
+name: crm
+base_url: {box.url}
+auth:
+  method: oauth2
+  token_url: ${{CRM_AUTH_URL:-http://unset.invalid}}/oauth/token
+  scopes: [code:read]
+  env: {{client_id: CRM_CLIENT_ID, client_secret: CRM_CLIENT_SECRET}}
+endpoints:
+  user: {{path: /code/user}}
+""")
+    creds = box.credentials
+    given = {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+    box.reset_stats()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CRM_AUTH_URL", box.url)
+        for _ in range(2):
+            conn = Connector(spec, credentials=given, cache=False)
+            assert conn.http.request("GET", f"{box.url}/code/user").status_code == 200
+            conn.close()
+
+    assert box.stats["grants"] == {"client_credentials": 1}
