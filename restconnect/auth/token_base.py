@@ -526,8 +526,19 @@ class TokenAuth(AuthMethod):
 
     def _save_store(self, token: Token) -> None:
         store = self._store()
-        if store is not None:
+        if store is None:
+            return
+        try:
             store.save(self.context.connector, self.store_identity(), token.to_dict())
+        except OSError as exc:
+            # The provider may have rotated the refresh token already: dropping
+            # the new token now would lose the only valid one.
+            logger.error(
+                "%s: the token store cannot be written (%s); the new token is "
+                "kept in memory only and the next run will sign in again",
+                self.context.connector,
+                exc.strerror or type(exc).__name__,
+            )
 
     # ------------------------------------------------------------ side requests
 

@@ -345,6 +345,23 @@ def test_a_new_token_is_stored_before_it_is_used(tmp_path: Path) -> None:
     assert seen == ["access-0001"] and header == "Bearer access-0001"
 
 
+def test_an_unwritable_store_keeps_the_new_token_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = _context(tmp_path)
+    auth = CountingAuth(context=context)
+
+    def full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(context.token_store, "save", full)
+
+    assert _header(auth) == "Bearer access-0001"
+    assert _header(auth) == "Bearer access-0001"
+    assert auth.obtained == 1
+    assert "No space left on device" in caplog.text
+
+
 def test_a_stored_token_is_reused_by_a_new_handler(tmp_path: Path) -> None:
     first = CountingAuth(context=_context(tmp_path))
     _header(first)
