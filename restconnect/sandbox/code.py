@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from restconnect.sandbox.data import Collection, Dataset
+from restconnect.sandbox.data import LABELS, Collection, Dataset
 from restconnect.sandbox.paging import (
     array,
     decode_cursor,
@@ -253,9 +253,12 @@ def _issue_routes(router: Router, data: Dataset, settings: Settings) -> None:
 
     @router.add("GET", "/code/labels", "code", "every label; not paginated")
     def labels(req: Request) -> Response:
-        seen = {label["id"]: label for row in issues.rows for label in row["labels"]}
-        return Response(body=orjson.dumps([seen[key] for key in sorted(seen)]),
-                        last_modified=issues.last_modified)
+        def build() -> list[int]:
+            seen = {label["id"] for row in issues.rows for label in row["labels"]}
+            return sorted(seen)
+        wanted = set(issues.view(("labels",), build))
+        found = [label for label in LABELS if label["id"] in wanted]
+        return Response(body=orjson.dumps(found), last_modified=issues.last_modified)
 
 
 def _body_int(body: dict[str, Any], name: str, default: int, low: int,

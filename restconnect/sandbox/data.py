@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Collection", "Dataset", "Sizes", "iso", "parse_time"]
+__all__ = ["LABELS", "Collection", "Dataset", "Sizes", "iso", "parse_time"]
 
 EPOCH_START = calendar.timegm((2023, 1, 1, 0, 0, 0))
 EPOCH_END = calendar.timegm((2025, 6, 30, 0, 0, 0))
@@ -53,7 +53,8 @@ _LICENSES = (
      "spdx_id": "GPL-3.0"},
     None,
 )
-_LABELS = (
+#: Every label an issue may carry.
+LABELS = (
     {"id": 101, "name": "bug", "color": "d73a4a"},
     {"id": 102, "name": "enhancement", "color": "a2eeef"},
     {"id": 103, "name": "documentation", "color": "0075ca"},
@@ -317,7 +318,7 @@ class Dataset:
                 "user": {"login": author["login"], "id": author["id"]},
                 "assignee": None if assignee is None else
                 {"login": assignee["login"], "id": assignee["id"]},
-                "labels": sorted(rng.sample(_LABELS, rng.randint(0, 3)),
+                "labels": sorted(rng.sample(LABELS, rng.randint(0, 3)),
                                  key=lambda label: label["id"]),
                 "comments": rng.randint(0, 40), "locked": rng.random() < 0.03,
                 "body": None if rng.random() < 0.15 else

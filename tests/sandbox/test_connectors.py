@@ -30,7 +30,7 @@ def test_every_sandbox_spec_is_valid_and_points_at_the_sandbox(name):
 
 
 def test_the_specs_cover_every_method():
-    assert set(SPECS) == set(METHODS)
+    assert set(METHODS) <= set(SPECS)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
