@@ -11,10 +11,12 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 import pytest
@@ -331,3 +333,21 @@ def test_the_openid_scope_is_always_requested(keyed: KeyedProvider) -> None:
         "openid",
         "email",
     ]
+
+
+@pytest.mark.peer
+def test_no_token_or_code_reaches_the_logs(
+    oidc_provider: OIDCProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    auth = _oidc(oidc_provider, tmp_path, scopes=["openid", "offline_access"])
+    request = auth.begin_authorization()
+    callback = oidc_provider.sign_in(request.url, request.redirect_uri)
+    first = auth.complete_authorization(callback)
+    auth.refresh(first)
+    auth.identity()
+
+    code = dict(parse_qsl(urlsplit(callback).query))["code"]
+    values = [code, request.code_verifier.reveal(), *first.values(), *auth.secrets()]
+    assert caplog.records
+    assert [value for value in values if value in caplog.text] == []
