@@ -307,7 +307,8 @@ class Connector:
               max_pages: int | None = None, explode: str | None = None,
               cache: Any = None, concurrency: int | None = None,
               progress: bool | None = None, incremental: bool = False,
-              commit: bool = True, **params: Any) -> pd.DataFrame:
+              commit: bool = True, params: Mapping[str, Any] | None = None,
+              **more_params: Any) -> pd.DataFrame:
         """Fetch every page of an endpoint into one DataFrame.
 
         Args:
@@ -322,11 +323,15 @@ class Connector:
             incremental: only rows new or changed since the saved state.
             commit: with ``incremental``, save the new state on return; with
                 False, call ``conn.commit(df)`` once the output is written.
-            **params: path placeholders first; the rest go to the query string.
+            params: API parameters as a mapping, for names that clash with
+                the keywords above (an API's own ``limit``).
+            **more_params: path placeholders first; the rest go to the query
+                string.
 
         Returns:
             The records, with ``df.attrs["restconnect"]`` describing the fetch.
         """
+        params = {**(params or {}), **more_params}
         if incremental:
             from restconnect.state import fetch_incremental
 
@@ -374,8 +379,11 @@ class Connector:
 
     def iter_pages(self, endpoint: str, *, limit: int | None = None,
                    max_pages: int | None = None, cache: Any = None,
-                   concurrency: int | None = None, **params: Any) -> Iterator[Page]:
+                   concurrency: int | None = None,
+                   params: Mapping[str, Any] | None = None,
+                   **more_params: Any) -> Iterator[Page]:
         """Yield each page as it arrives (``page.records`` holds its records)."""
+        params = {**(params or {}), **more_params}
         spec = self.endpoint(endpoint)
         result = FetchResult(self.name, endpoint, params)
         yield from self._pages(endpoint, spec, params, result, limit=limit,
@@ -410,11 +418,18 @@ class Connector:
                              total_path=self._pagination(spec).total_path)
 
     def _pagination(self, spec: EndpointSpec) -> PaginationSpec:
+        """The endpoint's pagination over the connector's default.
+
+        An endpoint of another kind inherits only the settings every kind
+        shares, never the default's cursor paths or parameter names.
+        """
         if spec.pagination is None:
             return self.spec.pagination
-        merged = self.spec.pagination.model_dump(exclude_unset=True)
-        merged.update(spec.pagination.model_dump(exclude_unset=True))
-        return PaginationSpec.model_validate(merged)
+        own = spec.pagination.model_dump(exclude_unset=True)
+        inherited = self.spec.pagination.model_dump(exclude_unset=True)
+        if own.get("kind", self.spec.pagination.kind) != self.spec.pagination.kind:
+            inherited = {k: v for k, v in inherited.items() if k in _SHARED_PAGINATION}
+        return PaginationSpec.model_validate({**inherited, **own})
 
     def _pages(self, endpoint: str, spec: EndpointSpec, params: Mapping[str, Any],
                result: FetchResult, *, limit: int | None, max_pages: int | None,
@@ -548,6 +563,10 @@ class Connector:
                               self.http._redact(response.url), connector=self.name,
                               endpoint=where.split(".", 1)[1], reason=message,
                               response=response)
+
+
+# Pagination settings that mean the same whatever the kind.
+_SHARED_PAGINATION = frozenset({"page_size", "concurrency", "max_pages", "location"})
 
 
 def _matching_action(spec: EndpointSpec, response: requests.Response) -> Any:

@@ -85,14 +85,26 @@ class CredentialsMissing(RestConnectError):
 
 
 class AuthError(RestConnectError):
-    """The credentials were refused, or an auth flow failed."""
+    """The credentials were refused, or an auth flow failed.
+
+    Attributes:
+        connector, method: where it happened.
+        status, url, endpoint, response: the refusing response, when there
+            was one (the URL redacted).
+    """
 
     exit_code = 3
 
     def __init__(self, message: str, *, connector: str | None = None,
-                 method: str | None = None):
+                 method: str | None = None, status: int | None = None,
+                 url: str | None = None, endpoint: str | None = None,
+                 response: Any = None):
         self.connector = connector
         self.method = method
+        self.status = status
+        self.url = url
+        self.endpoint = endpoint
+        self.response = response
         prefix = ": ".join(part for part in (connector, method) if part)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 

@@ -303,6 +303,9 @@ class HttpClient:
     def _should_retry(self, response: requests.Response, method: str | None,
                       attempt: int) -> bool:
         status = response.status_code
+        if status == 403 and _requested_wait(response) is None:
+            # A spent quota with no reset time: waiting blindly would not help.
+            return False
         if status not in self.retry.statuses and not self._is_rate_limited(response):
             return False
         return self._can_retry(method, attempt)
@@ -385,6 +388,8 @@ class HttpClient:
     def _status_error(self, response: requests.Response,
                       prepared: requests.PreparedRequest,
                       endpoint: str | None) -> HTTPStatusError:
+        if self._is_rate_limited(response):
+            return self._exhausted_quota_error(response, prepared, endpoint)
         hint = ""
         if response.status_code == 403 and "rate limit" in response.text[:500].lower():
             hint = "rate limit exceeded"
@@ -392,6 +397,20 @@ class HttpClient:
             response.status_code, prepared.method or "GET", self._redact(prepared.url),
             connector=self.connector, endpoint=endpoint, reason=response.reason or "",
             body_excerpt=body_excerpt(response), response=response, hint=hint)
+
+    def _exhausted_quota_error(self, response: requests.Response,
+                               prepared: requests.PreparedRequest,
+                               endpoint: str | None) -> RateLimitError:
+        wait = _requested_wait(response)
+        retry_at = (datetime.now(timezone.utc) + timedelta(seconds=wait)
+                    if wait is not None else None)
+        hint = (f"rate limit exceeded; retry after {retry_at.isoformat(timespec='seconds')}"
+                if retry_at else "rate limit exceeded; the API did not say until when")
+        return RateLimitError(
+            response.status_code, prepared.method or "GET", self._redact(prepared.url),
+            connector=self.connector, endpoint=endpoint, reason=response.reason or "",
+            body_excerpt=body_excerpt(response), response=response, hint=hint,
+            retry_at=retry_at)
 
     def _rate_limit_error(self, response: requests.Response | None,
                           prepared: requests.PreparedRequest, endpoint: str | None,
@@ -413,10 +432,11 @@ class HttpClient:
                     endpoint: str | None) -> AuthError:
         names = "+".join(getattr(h, "name", type(h).__name__) for h in handlers)
         where = f" ({endpoint})" if endpoint else ""
+        url = self._redact(prepared.url)
         return AuthError(
-            f"credentials refused with HTTP 401 for {prepared.method} "
-            f"{self._redact(prepared.url)}{where}: {body_excerpt(response)}",
-            connector=self.connector, method=names)
+            f"credentials refused with HTTP 401 for {prepared.method} {url}{where}: "
+            f"{body_excerpt(response)}", connector=self.connector, method=names,
+            status=401, url=url, endpoint=endpoint, response=response)
 
     def _transport_error(self, error: Exception, prepared: requests.PreparedRequest,
                          handlers: Sequence[requests.auth.AuthBase]) -> TransportError:

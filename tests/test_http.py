@@ -265,3 +265,40 @@ def test_limit_and_max_pages_mark_the_result_truncated(server):
     assert meta["truncated"] and meta["truncated_reason"] == "limit=3"
     frame = conn.fetch("cursor", max_pages=1)
     assert frame.attrs["restconnect"]["truncated_reason"] == "max_pages=1"
+
+
+def test_spent_quota_without_reset_is_a_rate_limit_error_at_once(server):
+    server.queue("/items", Reply(403, {"message": "API rate limit exceeded"},
+                                 {"X-RateLimit-Remaining": "0"}))
+    with pytest.raises(RateLimitError, match="did not say until when"):
+        make(server).fetch("items")
+    assert len(server.requests_to("/items")) == 1
+
+
+def test_auth_error_carries_the_response(server):
+    server.queue("/items", Reply(401, {"message": "Bad credentials"}))
+    with pytest.raises(AuthError) as info:
+        make(server).fetch("items", q="x")
+    error = info.value
+    assert error.status == 401 and error.endpoint == "items"
+    assert error.url.endswith("/items?q=x") and error.response.status_code == 401
+
+
+def test_params_mapping_passes_names_that_clash_with_keywords(server):
+    server.queue("/items", Reply(body={"items": [{"id": 1}]}))
+    make(server).fetch("items", params={"limit": 7}, q="x")
+    assert server.requests_to("/items")[0].query == {"limit": "7", "q": "x"}
+
+
+def test_endpoint_of_another_kind_inherits_only_shared_pagination(server):
+    extra = """  offsets:
+    path: /offsets
+    records: items
+    pagination: {kind: offset}
+"""
+    conn = make(server, extra)
+    conn.spec.pagination = conn.spec.pagination.model_validate(
+        {"kind": "cursor", "cursor_param": "c", "page_size": 2})
+    merged = conn._pagination(conn.endpoint("offsets"))
+    assert merged.kind == "offset" and merged.page_size == 2
+    assert merged.cursor_param is None
