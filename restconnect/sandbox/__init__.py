@@ -249,7 +249,9 @@ def serve(host: str = "127.0.0.1", port: int = 8765, **options: Any) -> None:
     print(f"restconnect sandbox listening on {box.url}")
     print(f"  export RESTCONNECT_SANDBOX_URL={box.url}")
     for key, value in box.credentials.items():
-        if isinstance(value, str) and "\n" not in value:
+        if isinstance(value, list):
+            value = ",".join(value)
+        if "\n" not in value:
             print(f"  {key}: {value}")
     print("Press Ctrl-C to stop.", flush=True)
     try:
