@@ -33,7 +33,7 @@ from restconnect.auth.token_base import (
     oauth_error,
     require_secure_url,
 )
-from restconnect.exceptions import AuthError
+from restconnect.exceptions import AuthError, TokenRefreshError
 from restconnect.secret import Secret
 
 __all__ = [
@@ -269,15 +269,10 @@ class OAuth2Auth(TokenAuth):
         headers: dict[str, str] = {}
         method = self.client_auth()
         secret = self.credential("client_secret") or ""
+        pairs = [(k, v) for k, v in pairs if k not in ("client_id", "client_secret")]
         if method == "client_secret_basic":
             headers.update(client_basic_header(self.client_id, secret))
-            pairs = [
-                (k, v) for k, v in pairs if k not in ("client_id", "client_secret")
-            ]
         else:
-            pairs = [
-                (k, v) for k, v in pairs if k not in ("client_id", "client_secret")
-            ]
             pairs.append(("client_id", self.client_id))
             if method == "client_secret_post":
                 pairs.append(("client_secret", secret))
@@ -307,13 +302,27 @@ class OAuth2Auth(TokenAuth):
         if grant == "client_credentials":
             return self.client_credentials()
         if grant == "refresh_token":
-            seed = self.credential("refresh_token")
-            if not seed:
-                raise self.sign_in_needed()
-            return self.refresh(Token(access_token="", refresh_token=seed))
+            return self._redeem_seed()
         if not self.context.interactive:
             raise self.sign_in_needed()
         return self.interactive_token()
+
+    def _redeem_seed(self) -> Token:
+        """Redeem the refresh token given as a credential (grant: refresh_token)."""
+        seed = self.credential("refresh_token")
+        if not seed:
+            raise self.sign_in_needed()
+        try:
+            return self.refresh(Token(access_token="", refresh_token=seed))
+        except AuthError as exc:
+            if oauth_error(exc) != "invalid_grant":
+                raise
+        raise TokenRefreshError(
+            "the refresh_token credential was refused (invalid_grant): it was "
+            "already used, expired or revoked; provide a new one",
+            connector=self.context.connector,
+            method=self.name,
+        )
 
     def client_credentials(self) -> Token:
         """The client-credentials grant (RFC 6749 section 4.4)."""

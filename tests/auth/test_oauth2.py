@@ -620,3 +620,16 @@ endpoints:
             conn.close()
 
     assert box.stats["grants"] == {"client_credentials": 1}
+
+
+def test_a_used_refresh_token_credential_asks_for_a_new_one(
+    box: Any, tmp_path: Path
+) -> None:
+    auth = _sandbox_auth(box, tmp_path, "refresh_token", store=False)
+    seed = auth.credential("refresh_token")
+    again = _sandbox_auth(box, tmp_path, "refresh_token", store=False)
+    again._credentials["refresh_token"] = seed
+    _sandbox_user(box, auth)  # redeems the seed; the sandbox rotates it
+
+    with pytest.raises(TokenRefreshError, match="provide a new one"):
+        _sandbox_user(box, again)
