@@ -97,7 +97,7 @@ class OIDCProvider:
             "deviceCodeTTL": device_ttl,
             "clients": _clients(),
         }
-        self.process: subprocess.Popen[str] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OIDCProvider:
         config = self.workdir / "oidc-config.json"
@@ -106,9 +106,8 @@ class OIDCProvider:
         self.process = subprocess.Popen(
             ["node", str(SERVER_DIR / "server.mjs"), str(config)],
             cwd=SERVER_DIR,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self._wait_ready()
         return self
@@ -136,8 +135,6 @@ class OIDCProvider:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
-        if self.process is not None and self.process.stdout is not None:
-            self.process.stdout.close()
         self._log.close()
 
     # ------------------------------------------------------------ inspection
