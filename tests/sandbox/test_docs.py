@@ -29,3 +29,15 @@ def test_every_setting_is_documented():
     text = DOC.read_text(encoding="utf-8")
 
     assert not [name for name in Settings().as_dict() if f"`{name}`" not in text]
+
+
+def test_every_endpoint_of_the_sandbox_specs_is_documented():
+    from restconnect.spec import load_spec
+
+    text = DOC.read_text(encoding="utf-8")
+    connectors = DOC.parents[1] / "connectors"
+    for path in sorted(connectors.glob("sandbox*.yaml")):
+        spec = load_spec(path)
+        assert f"`{spec.name}`" in text
+        missing = [name for name in spec.endpoints if f"`{name}`" not in text]
+        assert not missing, f"{spec.name}: endpoints not in docs/sandbox.md: {missing}"
