@@ -54,7 +54,6 @@ _URL_VARIABLE = re.compile(r"\$\{RESTCONNECT_SANDBOX_URL(:-[^}]*)?\}")
 _FIELD_ALIASES: dict[str, dict[str, str]] = {
     "hmac": {"key_id": "hmac_key_id", "secret": "hmac_secret"},
     "jwt": {"private_key": "rsa_private_key", "signing_secret": "hs_secret"},
-    "oauth2": {"scopes": "scope"},
 }
 
 
@@ -71,7 +70,6 @@ class Sandbox:
 
     Example:
         >>> with Sandbox() as box:                              # doctest: +SKIP
-        ...     box.start()
         ...     token = box.credentials["token"]
         ...     requests.get(box.url + "/code/user",
         ...                  headers={"Authorization": f"Bearer {token}"})
