@@ -92,7 +92,7 @@ class Job(BaseModel):
         default_factory=dict, description="field -> env:VARIABLE (never a value)")
     base_url: str | None = None
     cache: bool = Field(False, description="use the response cache while extracting")
-    batch_size: int = Field(20_000, ge=1, description="records written per batch")
+    batch_size: int = Field(5_000, ge=1, description="records written per batch")
     max_pages: int | None = Field(None, ge=1)
     concurrency: int | None = Field(None, ge=1, le=64)
 
