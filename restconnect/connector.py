@@ -124,6 +124,7 @@ class Connector:
         self._identity: Any = None
         self._given = dict(credentials or {})
         self._install_auth(self._first_auth(interactive))
+        self._offer_sign_in(interactive)
         self._attach_cache(cache, record, replay)
 
     # ------------------------------------------------------------ setup
@@ -189,17 +190,28 @@ class Connector:
             handler.prepare_session(self.http.session)
             self.http.redact_params += getattr(handler, "query_param_names", list)()
 
+    def _offer_sign_in(self, interactive: bool | None) -> None:
+        """In a notebook, show sign-in buttons for an OAuth method still waiting."""
+        if any(hasattr(handler, "begin_device") for handler in self.auth):
+            from restconnect.jupyter import offer_sign_in
+
+            offer_sign_in(self, interactive)
+
     def sign_in(self, **credentials: Any) -> Any:
         """Set credentials after ``connect()``, run the check, return the identity.
 
-        The notebook form calls this. If the check fails, the previous
-        handlers stay and the error is raised.
+        The notebook form calls this. If the credentials are refused, the
+        previous handlers stay and the error is raised; ``CredentialsMissing``
+        (an OAuth method that still needs a person to sign in) keeps the new ones.
         """
         previous = self.auth
         given = {**self._given, **credentials}
         self._install_auth(self._build_auth(given, interactive=False))
         try:
             identity = self.after_sign_in()
+        except CredentialsMissing:
+            self._given = given
+            raise
         except RestConnectError:
             self._install_auth(previous)
             raise

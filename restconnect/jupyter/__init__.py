@@ -23,8 +23,8 @@ from restconnect.exceptions import CredentialsMissing
 if TYPE_CHECKING:
     from restconnect.connector import Connector
 
-__all__ = ["PendingAuth", "form_available", "form_fields", "offer_form",
-           "sign_in", "sign_in_handlers"]
+__all__ = ["PendingAuth", "form_available", "form_fields", "needs_sign_in",
+           "offer_form", "offer_sign_in", "sign_in", "sign_in_handlers"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,3 +123,31 @@ def sign_in(connector: Connector, *, remote: bool | None = None) -> Any:
         raise ValueError(f"{connector.name}: no auth method here signs in through a "
                          "browser or a device code")
     return SignInPanel(connector, handlers[0], remote=remote)
+
+
+def needs_sign_in(handler: Any) -> bool:
+    """Whether a handler waits for a person: no current token and none stored."""
+    if getattr(handler, "silent", True) or getattr(handler, "_token", None) is not None:
+        return False
+    try:
+        return handler._read_store() is None
+    except Exception as exc:  # noqa: BLE001 - an unreadable store means: sign in
+        logger.debug("token store unreadable: %s", type(exc).__name__)
+        return True
+
+
+def offer_sign_in(connector: Connector, interactive: bool | None) -> Any:
+    """Show the sign-in panel when an OAuth method still needs a person to sign in."""
+    if not form_available(interactive):
+        return None
+    waiting = [h for h in sign_in_handlers(connector) if needs_sign_in(h)]
+    if not waiting:
+        return None
+    from IPython.display import display
+
+    from restconnect.jupyter.signin import SignInPanel
+
+    panel = SignInPanel(connector, waiting[0])
+    connector.form = panel
+    display(panel)
+    return panel

@@ -25,7 +25,7 @@ import ipywidgets as widgets
 from traitlets import Unicode
 
 from restconnect.credentials import FieldRequest, remember_in_keyring
-from restconnect.exceptions import RestConnectError
+from restconnect.exceptions import CredentialsMissing, RestConnectError
 from restconnect.redact import redact_text, register_secret
 from restconnect.secret import MASK, Secret
 
@@ -71,6 +71,7 @@ class CredentialForm:
         self.connector = connector
         self.fields = list(fields)
         self._secrets: dict[str, Secret] = {}
+        self.sign_in: Any = sign_in
         self.inputs: dict[str, widgets.Widget] = {
             r.field.name: self._input(r) for r in self.fields}
         self.remember = widgets.Checkbox(value=False, indent=False,
@@ -117,7 +118,7 @@ class CredentialForm:
                 rows.append(widgets.HTML(f"<small style='color:#57606a'>"
                                          f"{html.escape(request.field.help)}</small>"))
         if sign_in is not None:
-            rows.append(sign_in)
+            rows.append(getattr(sign_in, "widget", sign_in))
         rows += [self.remember, self.button, self.status]
         return rows
 
@@ -165,6 +166,10 @@ class CredentialForm:
         self.show(f"Checking the credentials of {self.connector.name}...", "")
         try:
             identity = self.connector.sign_in(**self.values())
+        except CredentialsMissing as exc:
+            if not self._offer_sign_in():
+                self.show_error(str(exc))
+            return False
         except RestConnectError as exc:
             self.show_error(str(exc))
             return False
@@ -173,6 +178,25 @@ class CredentialForm:
         self.show_success(identity)
         self._remember()
         return True
+
+    def _offer_sign_in(self) -> bool:
+        """After the fields, an OAuth method may still need a person: show its buttons."""
+        from restconnect.jupyter import needs_sign_in, sign_in_handlers
+        from restconnect.jupyter.signin import SignInPanel
+
+        waiting = [h for h in sign_in_handlers(self.connector) if needs_sign_in(h)]
+        if not waiting:
+            return False
+        self.sign_in = SignInPanel(self.connector, waiting[0],
+                                   on_signed_in=self._signed_in_elsewhere)
+        children = list(self.widget.children)
+        self.widget.children = children[:-1] + [self.sign_in.widget, children[-1]]
+        self.show("Now sign in with one of the buttons above.", "color:#57606a")
+        return True
+
+    def _signed_in_elsewhere(self, identity: Any) -> None:
+        self.show_success(identity)
+        self._remember()
 
     def _remember(self) -> None:
         if not self.remember.value:

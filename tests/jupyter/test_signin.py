@@ -32,9 +32,8 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCProvider]
         yield running
 
 
-@pytest.fixture()
-def conn(provider: OIDCProvider) -> Iterator[Any]:
-    spec = parse_spec(f"""
+def _spec(provider: OIDCProvider) -> Any:
+    return parse_spec(f"""
 name: signin_demo
 base_url: {provider.issuer}
 auth:
@@ -48,6 +47,24 @@ check: {{path: /api/whoami, identity: sub}}
 endpoints:
   whoami: {{path: /api/whoami, pagination: {{kind: none}}, records: "@"}}
 """, source="signin_demo")
+
+
+@pytest.fixture()
+def notebook_mode(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Pretend to run in a kernel with a person, recording what is displayed."""
+    import restconnect.jupyter as rj
+
+    shown: list[Any] = []
+    monkeypatch.delenv("RESTCONNECT_NONINTERACTIVE", raising=False)
+    monkeypatch.setattr(rj, "in_notebook", lambda: True)
+    monkeypatch.setattr(rj, "is_interactive", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    return shown
+
+
+@pytest.fixture()
+def conn(provider: OIDCProvider) -> Iterator[Any]:
+    spec = _spec(provider)
     with connect(spec, client_id=NATIVE, interactive=False, cache=False) as connector:
         yield connector
 
@@ -138,3 +155,37 @@ def test_a_denied_device_sign_in_is_shown_inline(conn: Any, provider: OIDCProvid
     provider.approve_device(code.group(1), abort=True)
     assert panel.wait(30)
     assert "denied" in panel.status.value and "Traceback" not in panel.status.value
+
+
+def _approve_in(panel: SignInPanel, provider: OIDCProvider, login: str) -> None:
+    panel.start("device")
+    code = re.search(r"class='restconnect-user-code'[^>]*>([^<]+)<",
+                     panel.instructions.value)
+    assert code, panel.status.value
+    provider.approve_device(code.group(1), login=login)
+
+
+def test_in_a_notebook_connect_offers_the_sign_in_by_itself(
+        provider: OIDCProvider, notebook_mode: list[Any]) -> None:
+    with connect(_spec(provider), client_id=NATIVE, cache=False) as conn:
+        assert len(notebook_mode) == 1 and isinstance(notebook_mode[0], SignInPanel)
+        _approve_in(notebook_mode[0], provider, "frank")
+        _signed_in(notebook_mode[0], conn)
+        assert conn.identity == "frank"
+
+
+def test_the_form_asks_for_the_client_id_then_shows_the_sign_in(
+        provider: OIDCProvider, notebook_mode: list[Any]) -> None:
+    from restconnect.jupyter.form import CredentialForm
+
+    with connect(_spec(provider), cache=False) as conn:
+        form = notebook_mode[0]
+        assert isinstance(form, CredentialForm) and "client_id" in form.inputs
+        form.inputs["client_id"].value = NATIVE
+        assert form.submit() is False
+        assert "Now sign in" in form.status.value
+        assert form.sign_in.widget in form.widget.children
+        _approve_in(form.sign_in, provider, "grace")
+        assert form.sign_in.wait(30)
+        assert "Signed in as <b>grace</b>" in form.status.value
+        assert conn.fetch("whoami")["sub"].tolist() == ["grace"]
