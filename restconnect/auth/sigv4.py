@@ -124,7 +124,9 @@ def canonical_query(query: str) -> str:
         if not item:
             continue
         key, _, value = item.partition("=")
-        pairs.append((_aws_quote(unquote(key)), _aws_quote(unquote(value))))
+        if "%" in item:
+            key, value = unquote(key), unquote(value)
+        pairs.append((_aws_quote(key), _aws_quote(value)))
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
@@ -151,7 +153,14 @@ def authorization_header(access_key: str, scope: str, signed_headers: str,
             f"SignedHeaders={signed_headers}, Signature={signature}")
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def _aws_quote(text: str) -> str:
+    # Most names and values need no escaping; skipping quote() for them keeps
+    # signing cheap on every page request.
+    if _UNRESERVED.fullmatch(text):
+        return text
     return quote(text, safe="-_.~")
 
 
@@ -194,8 +203,10 @@ def _host(parts: Any) -> str:
 
 
 def amz_date(now: dt.datetime | None = None) -> str:
-    moment = now or dt.datetime.now(dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    """``X-Amz-Date``: the time in UTC as ``YYYYMMDD'T'HHMMSS'Z'``."""
+    moment = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    return (f"{moment.year:04d}{moment.month:02d}{moment.day:02d}T"
+            f"{moment.hour:02d}{moment.minute:02d}{moment.second:02d}Z")
 
 
 @register_auth
@@ -328,5 +339,4 @@ def _plus_as_space(url: str) -> str:
 
 def _canonical_url(url: str) -> str:
     """Drop the fragment; the signature covers path and query only."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+    return url.partition("#")[0]
