@@ -77,7 +77,8 @@ def verify(provider: str, body: bytes, headers: Mapping[str, str],
         check = PROVIDERS[provider.lower()]
     except KeyError:
         known = ", ".join(sorted(PROVIDERS))
-        raise ValueError(f"unknown webhook provider {provider!r}; known: {known}") from None
+        raise ValueError(
+            f"unknown webhook provider {provider!r}; known: {known}") from None
     check(body, headers, secret, tolerance=tolerance, now=now)
 
 
@@ -88,7 +89,8 @@ def verify_github(body: bytes, headers: Mapping[str, str], secret: str | Secret,
     scheme, _, given = header.partition("=")
     if scheme != "sha256" or not given:
         raise WebhookVerificationError(
-            "github", "malformed_header", "X-Hub-Signature-256 must start with 'sha256='")
+            "github", "malformed_header",
+            "X-Hub-Signature-256 must start with 'sha256='")
     expected = _hmac_hex(secret, _bytes(body))
     _compare("github", given, expected)
 

@@ -119,7 +119,9 @@ class APIKeyAuth(AuthMethod):
         if where == "header":
             value = request.headers.get(name, "")
             prefix = self.options.prefix
-            return value[len(prefix) + 1:] if prefix and value.startswith(prefix) else value
+            if prefix and value.startswith(prefix):
+                return value[len(prefix) + 1:]
+            return value
         if where == "cookie":
             cookie = SimpleCookie()
             cookie.load(request.headers.get("Cookie", ""))

@@ -39,7 +39,8 @@ class BasicAuth(AuthMethod):
         return {"method": self.name, "user": self.credential("username") or ""}
 
 
-def require_secure_transport(url: str, connector: str = "", method: str = "basic") -> None:
+def require_secure_transport(url: str, connector: str = "",
+                             method: str = "basic") -> None:
     """Refuse plain ``http://`` unless the host is this machine.
 
     ``HttpClient`` applies the same rule to every method; checking here too

@@ -41,7 +41,8 @@ from restconnect.exceptions import AuthError
 __all__ = ["HMACAuth", "HMACOptions", "canonical_query", "string_to_sign"]
 
 _SIMPLE_PARTS = frozenset({
-    "method", "path", "path_and_query", "query", "raw_query", "timestamp", "nonce", "body_hash",
+    "method", "path", "path_and_query", "query", "raw_query", "timestamp", "nonce",
+    "body_hash",
     "body", "key_id", "host", "content_type",
 })
 
@@ -72,7 +73,8 @@ class HMACOptions(BaseModel):
     #: Query parameter for the timestamp, added before signing (Binance: ``timestamp``).
     timestamp_param: str | None = None
     #: Template of the signature header's value; ``{signature}``, ``{key_id}``,
-    #: ``{timestamp}``, ``{nonce}`` are filled in. Example: ``HMAC {key_id}:{signature}``.
+    #: ``{timestamp}``, ``{nonce}`` are filled in.
+    #: Example: ``HMAC {key_id}:{signature}``.
     signature_template: str = "{signature}"
     #: Headers for the timestamp, nonce and key id; ``null`` leaves one out.
     timestamp_header: str | None = "X-Timestamp"
@@ -212,7 +214,8 @@ class HMACAuth(AuthMethod):
         key_id = self.credential("key_id") or ""
         stamp, nonce = self._timestamp(), self._nonce()
         if opts.timestamp_param:
-            request.url = _add_query_param(request.url or "", opts.timestamp_param, stamp)
+            request.url = _add_query_param(request.url or "", opts.timestamp_param,
+                                           stamp)
         try:
             text = string_to_sign(opts, request, timestamp=stamp, nonce=nonce,
                                   key_id=key_id)
@@ -228,7 +231,8 @@ class HMACAuth(AuthMethod):
         value = opts.signature_template.format(
             signature=signature, key_id=key_id, timestamp=stamp, nonce=nonce)
         if opts.signature_param:
-            request.url = _add_query_param(request.url or "", opts.signature_param, value)
+            request.url = _add_query_param(request.url or "", opts.signature_param,
+                                           value)
         else:
             request.headers[opts.signature_header] = value
         return request

@@ -59,7 +59,8 @@ class ClientCertificate:
         self.cert_path = cert_path
         self.key_path = key_path
         self.certificate = certificate
-        self._cleanup = weakref.finalize(self, _remove_dir, temp_dir) if temp_dir else None
+        self._cleanup = (weakref.finalize(self, _remove_dir, temp_dir)
+                         if temp_dir else None)
 
     def close(self) -> None:
         """Remove any decrypted temporary files now."""

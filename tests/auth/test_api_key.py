@@ -40,7 +40,8 @@ def test_each_rotated_key_is_a_secret_of_its_own():
     assert handler.current_key() == "first-key-aaaa"
 
 
-def _limited(handler: APIKeyAuth, key: str, retry_after: str = "30") -> requests.Response:
+def _limited(handler: APIKeyAuth, key: str,
+             retry_after: str = "30") -> requests.Response:
     sent = handler(requests.Request("GET", "https://api.example.com/").prepare())
     sent.headers[handler.options.param] = key
     response = requests.Response()

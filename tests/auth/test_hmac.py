@@ -1,4 +1,4 @@
-"""Generic HMAC signing: the sandbox's verifier, Binance's published example, options."""
+"""Generic HMAC signing: the sandbox's verifier, Binance's published example."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ BINANCE_PARAMS = [("symbol", "LTCBTC"), ("side", "BUY"), ("type", "LIMIT"),
 
 
 def _handler(secret: str, key_id: str = "kid-1", clock=None, **options) -> HMACAuth:
-    return HMACAuth(HMACOptions(**options), {"key_id": key_id, "secret": Secret(secret)},
-                    clock=clock)
+    credentials = {"key_id": key_id, "secret": Secret(secret)}
+    return HMACAuth(HMACOptions(**options), credentials, clock=clock)
 
 
 def test_binance_published_example():
@@ -125,7 +125,8 @@ def test_options_are_validated(options, message):
 
 
 def test_string_to_sign_refuses_a_stream():
-    prepared = requests.Request("POST", "https://h.example/", data=iter([b"x"])).prepare()
+    prepared = requests.Request("POST", "https://h.example/",
+                                data=iter([b"x"])).prepare()
     with pytest.raises(TypeError, match="streamed body"):
         string_to_sign(HMACOptions(), prepared, timestamp="1", nonce="n", key_id="k")
 
@@ -148,7 +149,8 @@ def test_sandbox_verifies_our_signatures(sandbox):
 
     creds = sandbox.credentials
     spec = parse_spec(SANDBOX_SPEC.format(url=sandbox.url))
-    with connect(spec, key_id=creds["hmac_key_id"], secret=creds["hmac_secret"]) as conn:
+    conn = connect(spec, key_id=creds["hmac_key_id"], secret=creds["hmac_secret"])
+    with conn:
         me = conn.fetch("me")
         repos = conn.fetch("repos", limit=5)
     assert me.loc[0, "login"] == "demo"

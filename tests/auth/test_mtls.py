@@ -38,7 +38,7 @@ endpoints:
 
 @pytest.fixture(autouse=True)
 def _environment_bundles(monkeypatch):
-    """This machine's setting, on every machine: both variables name the system bundle."""
+    """This machine's setting everywhere: both variables name the system bundle."""
     bundle = SYSTEM_BUNDLE if os.path.exists(SYSTEM_BUNDLE) else __file__
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     monkeypatch.setenv("CURL_CA_BUNDLE", bundle)

@@ -82,7 +82,8 @@ def test_http_auth_methods_leak_nothing(httpbin_url, everything_logged):
                   "/digest-auth/auth/u/other", username="u",
                   password=SECRETS["digest"])
     texts += _run(httpbin_url, "key", "{method: api_key, location: query, param: key}",
-                  "/status/429", api_key=f"{SECRETS['api_key_a']},{SECRETS['api_key_b']}")
+                  "/status/429",
+                  api_key=f"{SECRETS['api_key_a']},{SECRETS['api_key_b']}")
     texts += _run(httpbin_url, "hmac", "{method: hmac}", "/status/401",
                   key_id="kid", secret=SECRETS["hmac"])
     texts += _run(httpbin_url, "sigv4",
@@ -120,8 +121,9 @@ def test_mtls_passphrase_leaks_nothing(mtls_server, tls_certs, tmp_path,
                                   auth="{method: mtls}", path="/whoami", params="{}"))
     texts = []
     for given in (passphrase, passphrase[::-1]):
-        with connect(spec, client_cert=mtls_server.client_cert, client_key=str(key_file),
-                     passphrase=given, ca_bundle=mtls_server.ca_file) as conn:
+        with connect(spec, client_cert=mtls_server.client_cert,
+                     client_key=str(key_file), passphrase=given,
+                     ca_bundle=mtls_server.ca_file) as conn:
             texts.append(repr(conn.auth))
             try:
                 texts.append(str(conn.fetch("one").to_dict()))

@@ -14,7 +14,8 @@ from requests.structures import CaseInsensitiveDict
 from restconnect.auth.sigv4 import SigV4Auth, SigV4Options
 from restconnect.secret import Secret
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "aws-sigv4"
+REPO = Path(__file__).resolve().parents[2]
+VECTORS = REPO / ".." / "shared" / "vectors" / "aws-sigv4"
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 SUITE_TIME = dt.datetime(2015, 8, 30, 12, 36, tzinfo=dt.timezone.utc)
@@ -210,7 +211,7 @@ def test_signing_cost_is_small():
 
 from tests.servers.moto_server import moto_aws  # noqa: E402,F401  (a fixture)
 
-SPEC = Path(__file__).resolve().parents[2] / "connectors" / "aws_logs.yaml"
+SPEC = REPO / "connectors" / "aws_logs.yaml"
 
 
 @pytest.mark.peer
@@ -252,6 +253,7 @@ def test_moto_refuses_a_forged_signature(moto_aws):
         "Content-Type": "application/x-amz-json-1.1",
         "X-Amz-Date": "20240101T000000Z",
         "Authorization": "AWS4-HMAC-SHA256 Credential="
-                         f"{moto_aws.access_key_id}/20240101/us-east-1/logs/aws4_request,"
+                         f"{moto_aws.access_key_id}/20240101/us-east-1/logs/"
+                         "aws4_request,"
                          " SignedHeaders=host;x-amz-date, Signature=" + "0" * 64})
     assert response.status_code == 403

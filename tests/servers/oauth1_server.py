@@ -45,7 +45,8 @@ def _validator_class() -> type:
         def validate_client_key(self, client_key: str, request: Any) -> bool:
             return client_key == CLIENT_KEY
 
-        def validate_access_token(self, client_key: str, token: str, request: Any) -> bool:
+        def validate_access_token(self, client_key: str, token: str,
+                                  request: Any) -> bool:
             return client_key == CLIENT_KEY and token == TOKEN
 
         def get_client_secret(self, client_key: str, request: Any) -> str:

@@ -48,7 +48,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.startswith(OB_PREFIX):
             self._accounts()
         elif self.path.startswith("/records"):
-            self._send(200, {"records": [{"id": i, "name": f"row {i}"} for i in range(3)]})
+            rows = [{"id": i, "name": f"row {i}"} for i in range(3)]
+            self._send(200, {"records": rows})
         else:
             peer = self.connection.getpeercert()
             subject = dict(item[0] for item in peer["subject"]) if peer else {}
@@ -81,7 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, {"authenticated": False},
                        {"WWW-Authenticate": 'Basic realm="tls"'})
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: Any,
+              headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -185,7 +187,8 @@ def make_certificates(folder: Path) -> dict[str, Any]:
 def start_tls_server(ca: Any, server_cert: Any, require_client: bool = True
                      ) -> tuple[_TLSServer, threading.Thread]:
     server = _TLSServer(_server_context(ca, server_cert, require_client))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+    thread = threading.Thread(target=server.serve_forever,
+                              kwargs={"poll_interval": 0.1},
                               name="tls-test-server", daemon=True)
     thread.start()
     _wait_listening(server.server_address[1])
