@@ -87,29 +87,32 @@ class APIKeyAuth(AuthMethod):
         When every key rests, the one free soonest is chosen and False lets
         the client wait as usual.
         """
-        count = len(self._keys)
-        if count < 2:
+        if len(self._keys) < 2:
             return False
         used = self._key_in(response.request)
         now = time.time()
         with self._lock:
             refused = self._keys.index(used) if used in self._keys else self._index
-            self._resting_until[refused] = now + _rest_seconds(response,
-                                                               self.options.cooldown)
+            rest = _rest_seconds(response, self.options.cooldown)
+            self._resting_until[refused] = now + rest
             if self._index != refused and self._resting_until[self._index] <= now:
                 return True
-            for step in range(1, count):
-                candidate = (refused + step) % count
-                if self._resting_until[candidate] <= now:
-                    self._index = candidate
-                    logger.info("%s: API key %d of %d is rate limited; using key %d",
-                                self.context.connector or "api_key", refused + 1,
-                                count, candidate + 1)
-                    return True
-            self._index = min(range(count), key=self._resting_until.__getitem__)
-            logger.info("%s: all %d API keys are rate limited", self.context.connector
-                        or "api_key", count)
-            return False
+            return self._switch_from(refused, now)
+
+    def _switch_from(self, refused: int, now: float) -> bool:
+        """Move to the next key that is not resting (the lock is held)."""
+        count = len(self._keys)
+        name = self.context.connector or self.name
+        for step in range(1, count):
+            candidate = (refused + step) % count
+            if self._resting_until[candidate] <= now:
+                self._index = candidate
+                logger.info("%s: API key %d of %d is rate limited; using key %d",
+                            name, refused + 1, count, candidate + 1)
+                return True
+        self._index = min(range(count), key=self._resting_until.__getitem__)
+        logger.info("%s: all %d API keys are rate limited", name, count)
+        return False
 
     def _key_in(self, request: requests.PreparedRequest | None) -> str | None:
         """The key a sent request carried."""
