@@ -19,11 +19,12 @@ import hashlib
 import hmac
 import logging
 import os
+import pickle
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,11 +40,13 @@ from restconnect.redact import MASK, is_sensitive_name, known_secrets, redact_ur
 
 if TYPE_CHECKING:
     import diskcache
+    import pandas as pd
 
     from restconnect.spec import CacheSpec, ConnectorSpec, EndpointSpec
 
 __all__ = [
     "CachePolicy",
+    "FrameSnapshot",
     "ResponseCache",
     "add_cache_parser",
     "add_cli",
@@ -300,10 +303,14 @@ class ResponseCache:
 
     # ------------------------------------------------------------ keys
 
-    def key(self, request: requests.PreparedRequest) -> str:
-        """The HMAC-SHA256 hex key of a request for the current identity."""
+    def key_of(self, material: bytes) -> str:
+        """HMAC-SHA256 of ``material`` under the installation key, in hex."""
         if self._key is None:
             self._key = installation_key(self.folder.parent)
+        return hmac.new(self._key, material, hashlib.sha256).hexdigest()
+
+    def key(self, request: requests.PreparedRequest) -> str:
+        """The HMAC-SHA256 hex key of a request for the current identity."""
         parts = urlsplit(request.url or "")
         drop = {name.lower() for name in self._drop_params}
         query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
@@ -313,7 +320,7 @@ class ResponseCache:
             self.connector, request.method, parts.scheme, parts.netloc.lower(),
             parts.path, query, headers, self._identity(),
         ])
-        return hmac.new(self._key, material, hashlib.sha256).hexdigest()
+        return self.key_of(material)
 
     # ------------------------------------------------------------ the hook
 
@@ -420,6 +427,96 @@ class ResponseCache:
         response.elapsed = timedelta(0)
         response.from_cache = True  # type: ignore[attr-defined]
         return response
+
+
+class FrameSnapshot:
+    """The finished frame of a whole fetch, kept beside its pages.
+
+    Reading pages back from the cache still costs decoding and building the
+    frame; a snapshot skips both. It is served only while fresh under the
+    same TTL as the pages, is signed with the installation key (the pickle is
+    verified before it is loaded), and is not stored at all when a known
+    secret value appears anywhere in it.
+
+    Args:
+        connector: the connector fetching.
+        endpoint, spec: the endpoint and its spec.
+        params: the fetch's parameters.
+        options: whatever else shapes the frame (limit, max_pages, explode).
+        policy: the ``cache=`` argument of the fetch.
+    """
+
+    def __init__(self, connector: Any, endpoint: str, spec: EndpointSpec,
+                 params: Mapping[str, Any], options: Sequence[Any], policy: Any):
+        self.cache: ResponseCache | None = connector.http.cache
+        self.policy = resolve_policy(policy, connector.spec, spec)
+        self.key = ""
+        if self.cache is not None and (self.policy.read or self.policy.write):
+            material = orjson.dumps(
+                ["frame", connector.base_url, endpoint, sorted(params.items()),
+                 list(options), self.cache._identity()], default=str)
+            self.key = self.cache.key_of(material)
+
+    frame: pd.DataFrame | None = None
+
+    @classmethod
+    def open(cls, connector: Any, endpoint: str, spec: EndpointSpec,
+             params: Mapping[str, Any], options: Sequence[Any],
+             policy: Any) -> FrameSnapshot:
+        """A snapshot whose ``frame`` is the cached frame when there is a fresh one."""
+        snapshot = cls(connector, endpoint, spec, params, options, policy)
+        loaded = snapshot.load()
+        if loaded is not None:
+            from restconnect.connector import FetchResult
+
+            snapshot.frame, attrs = loaded
+            attrs["pages_from_cache"] = attrs.get("pages", 0)
+            snapshot.frame.attrs["restconnect"] = attrs
+            result = FetchResult(connector.name, endpoint, params)
+            vars(result).update({k: v for k, v in attrs.items() if k != "params"})
+            connector.last_result = result
+            connector.http.stats.add("from_cache")
+        return snapshot
+
+    def load(self) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+        """The stored frame and its ``attrs`` when fresh, else None."""
+        if not self.key or not self.policy.read:
+            return None
+        entry = self.cache._get(self.key)
+        if entry is None:
+            return None
+        meta, blob = entry
+        if self.cache._clock() - meta["stored_at"] >= self.policy.ttl:
+            return None
+        if not hmac.compare_digest(meta.get("mac", ""), self.cache.key_of(blob)):
+            logger.warning("%s: a cached frame failed its integrity check; ignored",
+                           self.cache.connector)
+            return None
+        try:
+            frame = pickle.loads(blob)
+        except Exception:  # a pandas upgrade can make old pickles unreadable
+            return None
+        logger.debug("%s: whole frame served from the cache", self.cache.connector)
+        return frame, meta["attrs"]
+
+    def save(self, frame: pd.DataFrame) -> None:
+        """Store the frame (without ``attrs``) unless it holds a secret value."""
+        if not self.key or not self.policy.write or self.policy.ttl <= 0:
+            return
+        attrs = dict(frame.attrs.get("restconnect", {}))
+        bare = frame.copy(deep=False)
+        bare.attrs = {}
+        blob = pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL)
+        if any(value.encode() in blob for value in known_secrets()):
+            return
+        meta = {"kind": "frame", "stored_at": self.cache._clock(),
+                "mac": self.cache.key_of(blob), "attrs": attrs}
+        try:
+            self.cache.store.set(self.key, _pack(orjson.loads(orjson.dumps(
+                meta, default=str)), blob))
+        except Exception as exc:  # see ResponseCache._put
+            logger.warning("%s: cache write failed (%s)", self.cache.connector,
+                           type(exc).__name__)
 
 
 def _storable(response: requests.Response) -> bool:

@@ -356,6 +356,9 @@ class Connector:
 
             return fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
                                   cache=cache, workers=concurrency, **params)
+        snapshot = self._snapshot(endpoint, spec, params, cache, limit, max_pages, explode)
+        if snapshot.frame is not None:
+            return snapshot.frame
         builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes, datetimes=spec.datetimes,
                                             columns=spec.columns, explode=explode))
         result = FetchResult(self.name, endpoint, params)
@@ -368,7 +371,15 @@ class Connector:
         bar.close()
         frame = builder.finish()
         frame.attrs["restconnect"] = result.as_dict()
+        snapshot.save(frame)
         return frame
+
+    def _snapshot(self, endpoint: str, spec: EndpointSpec, params: Mapping[str, Any],
+                  cache: Any, *options: Any) -> Any:
+        """The cached whole frame of this fetch, if fresh (see caching.md)."""
+        from restconnect.cache import FrameSnapshot
+
+        return FrameSnapshot.open(self, endpoint, spec, params, options, cache)
 
     def commit(self, frame: pd.DataFrame) -> None:
         """Save the incremental state of a ``fetch(..., commit=False)`` frame."""

@@ -167,11 +167,9 @@ class Job(BaseModel):
 
     @property
     def job_id(self) -> str:
-        """Stable per connector, endpoint, parameters and output: names the lock."""
-        material = orjson.dumps([self.connector, self.endpoint, self.params,
-                                 str(Path(self.output.path).expanduser().resolve())],
-                                option=orjson.OPT_SORT_KEYS, default=str)
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.label)
+        """Names the lock: one per output, so no two runs ever write it at once."""
+        material = str(Path(self.output.path).expanduser().resolve()).encode()
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(self.output.path).name)
         return f"{safe}-{hashlib.sha256(material).hexdigest()[:16]}"
 
     # ------------------------------------------------------------ saving

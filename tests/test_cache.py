@@ -64,6 +64,43 @@ def test_a_new_connector_reuses_the_cache_on_disk(fresh_sandbox, tmp_path) -> No
     assert again.attrs["restconnect"]["pages_from_cache"] == 3
 
 
+def test_whole_frame_snapshot_skips_pages_and_parsing(fresh_sandbox, tmp_path,
+                                                      monkeypatch) -> None:
+    from restconnect import connector as connector_module
+
+    conn = connect_box(fresh_sandbox, tmp_path)
+    first = conn.fetch("repos")
+    parsed = []
+    real = connector_module.decode_body
+    monkeypatch.setattr(connector_module, "decode_body",
+                        lambda *a, **k: parsed.append(1) or real(*a, **k))
+
+    again = connect_box(fresh_sandbox, tmp_path).fetch("repos")
+    other = conn.fetch("repos", max_pages=1)
+
+    assert parsed == [1]
+    pd.testing.assert_frame_equal(again, first)
+    assert again.attrs["restconnect"]["pages_from_cache"] == 3
+    assert len(other) == 100
+
+
+def test_a_tampered_snapshot_is_ignored(fresh_sandbox, tmp_path) -> None:
+    from restconnect.cache import _pack, _unpack
+
+    conn = connect_box(fresh_sandbox, tmp_path)
+    first = conn.fetch("user")
+    store = conn.http.cache.store
+    for key in list(store):
+        meta, blob = _unpack(store[key])
+        if meta.get("kind") == "frame":
+            store[key] = _pack(meta, blob.replace(b"demo", b"evil"))
+
+    again = conn.fetch("user")
+
+    assert again.loc[0, "login"] == first.loc[0, "login"]
+    assert again.attrs["restconnect"]["pages_from_cache"] == 1
+
+
 def test_cache_false_and_refresh_go_to_the_network(fresh_sandbox, tmp_path) -> None:
     conn = connect_box(fresh_sandbox, tmp_path)
     conn.fetch("repos")
@@ -150,7 +187,8 @@ def test_two_identities_never_share_entries(fresh_sandbox, tmp_path) -> None:
     assert mine.fetch("user").loc[0, "login"] == me.loc[0, "login"]
     assert theirs.fetch("user").loc[0, "login"] == other.loc[0, "login"]
     assert sent(fresh_sandbox) - before == 1
-    assert len(mine.http.cache.store) == 2
+    # One page and one whole-frame snapshot per identity.
+    assert len(mine.http.cache.store) == 4
 
 
 def test_no_secret_is_written_to_the_cache(fresh_sandbox, tmp_path,
@@ -221,8 +259,8 @@ def test_cache_info_and_clear(fresh_sandbox, tmp_path) -> None:
     rows = cache_info()
 
     assert [row["name"] for row in rows] == ["cachebox"]
-    assert rows[0]["entries"] == 3
-    assert "cachebox" in out.getvalue() and "3 entries" in out.getvalue()
+    assert rows[0]["entries"] == 4  # three pages and the frame
+    assert "cachebox" in out.getvalue() and "4 entries" in out.getvalue()
     with pytest.raises(CacheError, match="no cache for 'nope'.*cachebox"):
         cache_clear("nope")
     args = parser.parse_args(["cache", "clear", "cachebox"])
