@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -474,8 +475,13 @@ class Connector:
                 yield self._emit(page, result, limit)
                 if self._should_stop(result, limit, max_pages, more=True):
                     return
-                yield from self._concurrent(endpoint, spec, planned, result, limit,
-                                            max_pages, cache, workers)
+                needed = _pages_needed(planned, page, result, limit, max_pages)
+                yield from self._concurrent(endpoint, spec, planned[:needed], result,
+                                            limit, max_pages, cache, workers)
+                if needed < len(planned) and not result.truncated:
+                    result.truncated = True
+                    result.truncated_reason = (f"max_pages={max_pages}" if max_pages
+                                               else f"limit={limit}")
                 return
             following = paginator.next(request, page)
             result.pagination = paginator.chosen_kind
@@ -586,6 +592,17 @@ class Connector:
                               self.http._redact(response.url), connector=self.name,
                               endpoint=where.split(".", 1)[1], reason=message,
                               response=response)
+
+
+def _pages_needed(planned: list[PageRequest], first: Page, result: FetchResult,
+                  limit: int | None, max_pages: int | None) -> int:
+    """How many planned pages a limit or page cap leaves worth requesting."""
+    needed = len(planned)
+    if max_pages is not None:
+        needed = min(needed, max_pages - result.pages)
+    if limit is not None and first.records:
+        needed = min(needed, math.ceil((limit - result.records) / len(first.records)))
+    return max(0, needed)
 
 
 # Pagination settings that mean the same whatever the kind.

@@ -302,3 +302,17 @@ def test_endpoint_of_another_kind_inherits_only_shared_pagination(server):
     merged = conn._pagination(conn.endpoint("offsets"))
     assert merged.kind == "offset" and merged.page_size == 2
     assert merged.cursor_param is None
+
+
+def test_concurrent_pages_stop_at_max_pages_and_limit(sandbox):
+    conn = sandbox.connect("sandbox", cache=False)
+    sandbox.reset_stats()
+    frame = conn.fetch("payments", max_pages=2)
+    meta = frame.attrs["restconnect"]
+    assert meta["pages"] == 2 and meta["truncated"]
+    assert sandbox.stats["total"] == 2
+    sandbox.reset_stats()
+    first_page = len(conn.fetch("payments", max_pages=1))
+    frame = conn.fetch("payments", limit=first_page + 1)
+    assert len(frame) == first_page + 1
+    assert sandbox.stats["total"] == 3
