@@ -116,7 +116,8 @@ def installation_key(root: Path | None = None) -> bytes:
     except FileNotFoundError:
         pass
     fresh = secrets.token_bytes(32)
-    temp = root / f".{_KEY_FILE}.{os.getpid()}.tmp"
+    # Per thread too: concurrent first fetches of one process race here.
+    temp = root / f".{_KEY_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(temp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(fresh)
