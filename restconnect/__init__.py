@@ -51,6 +51,7 @@ _LAZY = {
     "load": "restconnect.dataset",
     "load_dataset": "restconnect.dataset",
     "read_dataset": "restconnect.dataset",
+    "WebhookVerificationError": "restconnect.webhooks",
 }
 
 __all__ = sorted([

@@ -209,7 +209,9 @@ class HttpClient:
                 response = self._send_following_redirects(prepared, base, handlers,
                                                           timeout=timeout, stream=stream)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if self._can_retry(base.method, attempt):
+                # A refused TLS handshake fails the same way every time.
+                tls = isinstance(exc, requests.exceptions.SSLError)
+                if not tls and self._can_retry(base.method, attempt):
                     self._wait_before_retry(attempt, None, exc, prepared)
                     continue
                 raise self._transport_error(exc, prepared, handlers) from None
@@ -444,6 +446,10 @@ class HttpClient:
         for handler in handlers:
             explain = getattr(handler, "explain_transport_error", None)
             detail = detail or (explain(error) if explain else None)
+        if detail is None and isinstance(error, requests.exceptions.SSLError):
+            from restconnect.auth.mtls import explain_tls_error
+
+            detail = explain_tls_error(error, None, self.ca_bundle)
         if detail is None:
             kind = "timed out" if isinstance(error, requests.Timeout) else "failed"
             detail = f"{kind}: {_root_cause(error)}"
