@@ -19,7 +19,14 @@ from typing import Any
 
 from restconnect.redact import redact_text, redact_url
 
-__all__ = ["FrameView", "connector_html", "describe", "metadata", "metadata_html", "show"]
+__all__ = [
+    "FrameView",
+    "connector_html",
+    "describe",
+    "metadata",
+    "metadata_html",
+    "show",
+]
 
 _MAX_DESCRIPTION = 120
 
@@ -36,8 +43,10 @@ def describe(frame: Any) -> str:
     if not meta:
         return "no restconnect metadata on this frame"
     pages = meta.get("pages", 0)
-    text = (f"{meta.get('connector')}.{meta.get('endpoint')}: {meta.get('records', 0)} "
-            f"records in {pages} page{'' if pages == 1 else 's'}")
+    text = (
+        f"{meta.get('connector')}.{meta.get('endpoint')}: {meta.get('records', 0)} "
+        f"records in {pages} page{'' if pages == 1 else 's'}"
+    )
     if meta.get("pages_from_cache"):
         text += f" ({meta['pages_from_cache']} from the cache)"
     if meta.get("truncated"):
@@ -51,12 +60,17 @@ def metadata_html(frame: Any) -> str:
     if not meta:
         return "<p>no restconnect metadata on this frame</p>"
     params = meta.get("params") or {}
-    rows = [("fetched", describe(frame)),
-            ("parameters", ", ".join(f"{k}={v}" for k, v in params.items()) or "none"),
-            ("pagination", meta.get("pagination") or "none"),
-            ("fetched at", meta.get("fetched_at") or "")]
-    body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
-                   f"{html.escape(redact_text(str(v)))}</td></tr>" for k, v in rows)
+    rows = [
+        ("fetched", describe(frame)),
+        ("parameters", ", ".join(f"{k}={v}" for k, v in params.items()) or "none"),
+        ("pagination", meta.get("pagination") or "none"),
+        ("fetched at", meta.get("fetched_at") or ""),
+    ]
+    body = "".join(
+        f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
+        f"{html.escape(redact_text(str(v)))}</td></tr>"
+        for k, v in rows
+    )
     return f"<table class='restconnect-meta'>{body}</table>"
 
 
@@ -85,24 +99,41 @@ def connector_html(connector: Any) -> str:
 
     spec = connector.spec
     methods = "+".join(e.method for e in spec.auth_entries) or "none"
-    head = (f"<b>{html.escape(spec.title or connector.name)}</b> "
-            f"(<code>{html.escape(connector.name)}</code>)<br>"
-            f"base URL: <code>{html.escape(redact_url(connector.base_url))}</code><br>"
-            f"auth: {html.escape(methods)}, {html.escape(connection_status(connector))}")
-    rows = "".join(_endpoint_row(name, endpoint)
-                   for name, endpoint in spec.endpoints.items())
-    table = ("<table><thead><tr><th>endpoint</th><th>method</th><th>path</th>"
-             "<th>required</th><th>description</th></tr></thead>"
-             f"<tbody>{rows}</tbody></table>")
+    head = (
+        f"<b>{html.escape(spec.title or connector.name)}</b> "
+        f"(<code>{html.escape(connector.name)}</code>)<br>"
+        f"base URL: <code>{html.escape(redact_url(connector.base_url))}</code><br>"
+        f"auth: {html.escape(methods)}, {html.escape(connection_status(connector))}"
+    )
+    rows = "".join(
+        _endpoint_row(name, endpoint) for name, endpoint in spec.endpoints.items()
+    )
+    table = (
+        "<table><thead><tr><th>endpoint</th><th>method</th><th>path</th>"
+        "<th>required</th><th>description</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
     return f"<div class='restconnect-connector'>{head}{table}</div>"
 
 
 def _endpoint_row(name: str, endpoint: Any) -> str:
-    required = list(endpoint.path_params) + [r for r in endpoint.required
-                                             if r not in endpoint.path_params]
+    required = list(endpoint.path_params) + [
+        r for r in endpoint.required if r not in endpoint.path_params
+    ]
     description = " ".join((endpoint.description or "").split())
     if len(description) > _MAX_DESCRIPTION:
-        description = description[:_MAX_DESCRIPTION - 1] + "…"
-    cells = (name, endpoint.method, endpoint.path, ", ".join(required) or "-", description)
-    return "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>"
-                            for c in cells) + "</tr>"
+        description = description[: _MAX_DESCRIPTION - 1] + "…"
+    cells = (
+        name,
+        endpoint.method,
+        endpoint.path,
+        ", ".join(required) or "-",
+        description,
+    )
+    return (
+        "<tr>"
+        + "".join(
+            f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in cells
+        )
+        + "</tr>"
+    )

@@ -17,13 +17,15 @@ from typing import Any
 
 from restconnect.redact import redact_text, redact_url
 
-__all__ = ["Explanation", "explain", "connection_status"]
+__all__ = ["Explanation", "connection_status", "explain"]
 
 logger = logging.getLogger(__name__)
 
 _SECRET_KEY = re.compile(
     r"(secret|password|passphrase|private|access_token|refresh_token|id_token"
-    r"|api_key|apikey|credential|assertion|code_verifier|device_code)", re.I)
+    r"|api_key|apikey|credential|assertion|code_verifier|device_code)",
+    re.IGNORECASE,
+)
 
 
 def explain(connector: Any) -> Explanation:
@@ -81,7 +83,8 @@ def _rate_limit(connector: Any) -> dict[str, Any] | None:
         return None
     facts = state.as_dict()
     facts["seen_at"] = datetime.fromtimestamp(state.updated_at, timezone.utc).isoformat(
-        timespec="seconds")
+        timespec="seconds"
+    )
     return facts
 
 
@@ -96,15 +99,25 @@ def _last_fetch(connector: Any) -> dict[str, Any] | None:
     result = getattr(connector, "last_result", None)
     if result is None:
         return None
-    keep = ("endpoint", "pages", "records", "pages_from_cache", "truncated",
-            "truncated_reason", "pagination", "fetched_at")
+    keep = (
+        "endpoint",
+        "pages",
+        "records",
+        "pages_from_cache",
+        "truncated",
+        "truncated_reason",
+        "pagination",
+        "fetched_at",
+    )
     return {key: getattr(result, key, None) for key in keep}
 
 
 def _clean(value: Any) -> Any:
     """Drop credential-named keys and redact every string, recursively."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+        return {
+            k: _clean(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))
+        }
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if isinstance(value, str):
@@ -132,19 +145,34 @@ class Explanation:
         f = self.facts
         out = [f"{f['connector']} at {f['base_url']}", f"  status: {f['status']}"]
         for auth in f["auth"]:
-            extras = ", ".join(f"{k}={_short(v)}" for k, v in auth.items() if k != "method")
-            out.append(f"  auth: {auth.get('method')}" + (f" ({extras})" if extras else ""))
+            extras = ", ".join(
+                f"{k}={_short(v)}" for k, v in auth.items() if k != "method"
+            )
+            out.append(
+                f"  auth: {auth.get('method')}" + (f" ({extras})" if extras else "")
+            )
         quota = f["rate_limit"]
-        out.append("  rate limit: " + (_quota_text(quota) if quota else
-                                       "no quota seen yet (no response so far)"))
+        out.append(
+            "  rate limit: "
+            + (
+                _quota_text(quota)
+                if quota
+                else "no quota seen yet (no response so far)"
+            )
+        )
         out.append(f"  cache: {f['cache']}")
         if f["last_fetch"]:
             last = f["last_fetch"]
             pages = "page" if last["pages"] == 1 else "pages"
-            out.append(f"  last fetch: {last['endpoint']}: {last['records']} records in "
-                       f"{last['pages']} {pages}"
-                       + (f" (stopped early: {last['truncated_reason']})"
-                          if last["truncated"] else ""))
+            out.append(
+                f"  last fetch: {last['endpoint']}: {last['records']} records in "
+                f"{last['pages']} {pages}"
+                + (
+                    f" (stopped early: {last['truncated_reason']})"
+                    if last["truncated"]
+                    else ""
+                )
+            )
         return out
 
     def __str__(self) -> str:
@@ -156,19 +184,36 @@ class Explanation:
         f = self.facts
         rows = [("status", html.escape(f["status"]))]
         for auth in f["auth"]:
-            rows.append((f"auth: {html.escape(str(auth.get('method')))}", "<br>".join(
-                f"{html.escape(str(k))}: {html.escape(_short(v))}"
-                for k, v in auth.items() if k != "method") or "&nbsp;"))
+            rows.append(
+                (
+                    f"auth: {html.escape(str(auth.get('method')))}",
+                    "<br>".join(
+                        f"{html.escape(str(k))}: {html.escape(_short(v))}"
+                        for k, v in auth.items()
+                        if k != "method"
+                    )
+                    or "&nbsp;",
+                )
+            )
         quota = f["rate_limit"]
-        rows.append(("rate limit", html.escape(_quota_text(quota) if quota else
-                                               "no quota seen yet")))
+        rows.append(
+            (
+                "rate limit",
+                html.escape(_quota_text(quota) if quota else "no quota seen yet"),
+            )
+        )
         rows.append(("cache", html.escape(f["cache"])))
         if f["last_fetch"]:
             rows.append(("last fetch", html.escape(self.lines()[-1].split(": ", 1)[1])))
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th>"
-                       f"<td style='text-align:left'>{v}</td></tr>" for k, v in rows)
-        title = (f"<b>{html.escape(f['connector'])}</b> "
-                 f"<code>{html.escape(f['base_url'])}</code>")
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th>"
+            f"<td style='text-align:left'>{v}</td></tr>"
+            for k, v in rows
+        )
+        title = (
+            f"<b>{html.escape(f['connector'])}</b> "
+            f"<code>{html.escape(f['base_url'])}</code>"
+        )
         return f"<div class='restconnect-explain'>{title}<table>{body}</table></div>"
 
 

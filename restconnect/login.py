@@ -37,8 +37,12 @@ def _requests(spec: Any) -> list[FieldRequest]:
     for entry in spec.auth_entries:
         method = get_auth_method(entry.method)
         for f in method.fields:
-            found.setdefault(f.name, FieldRequest(f, method.name, entry.env.get(f.name),
-                                                  entry.options().get(f.name)))
+            found.setdefault(
+                f.name,
+                FieldRequest(
+                    f, method.name, entry.env.get(f.name), entry.options().get(f.name)
+                ),
+            )
     return list(found.values())
 
 
@@ -52,9 +56,15 @@ def terminal_ask(request: FieldRequest) -> str:
     return ask(f"{label}: ").strip()
 
 
-def login(name: str, values: Mapping[str, Any] | None = None, *,
-          ask: Ask | None = terminal_ask, base_url: str | None = None,
-          mode: str = "auto", sign_in: bool = True) -> dict[str, Any]:
+def login(
+    name: str,
+    values: Mapping[str, Any] | None = None,
+    *,
+    ask: Ask | None = terminal_ask,
+    base_url: str | None = None,
+    mode: str = "auto",
+    sign_in: bool = True,
+) -> dict[str, Any]:
     """Store a connector's credentials in the keyring and sign in where needed.
 
     Args:
@@ -76,8 +86,11 @@ def login(name: str, values: Mapping[str, Any] | None = None, *,
     found = find_values(spec.name, requests, given, use_keyring=False)
     for request in requests:
         field = request.field.name
-        if found.get(field) is None and ask is not None and (
-                request.field.required or request.field.secret):
+        if (
+            found.get(field) is None
+            and ask is not None
+            and (request.field.required or request.field.secret)
+        ):
             answer = ask(request)
             if answer:
                 given[field] = answer
@@ -121,7 +134,9 @@ def _drop_tokens(spec: Any, base_url: str | None) -> list[str]:
     try:
         conn = Connector(spec, base_url=base_url, interactive=False)
     except RestConnectError as exc:
-        logger.debug("logout: cannot build %s handlers: %s", spec.name, type(exc).__name__)
+        logger.debug(
+            "logout: cannot build %s handlers: %s", spec.name, type(exc).__name__
+        )
         return []
     dropped = [h.name for h in conn.auth if isinstance(h, TokenAuth) and h.logout()]
     conn.close()
@@ -133,20 +148,31 @@ def _drop_tokens(spec: Any, base_url: str | None) -> list[str]:
 
 def add_cli(commands: Any) -> None:
     """Register the ``login`` and ``logout`` subcommands."""
-    parser = commands.add_parser("login", help="keep credentials in the OS keyring",
-                                 description="Ask for a connector's credentials, keep "
-                                 "them in the OS keyring and sign in where needed.")
+    parser = commands.add_parser(
+        "login",
+        help="keep credentials in the OS keyring",
+        description="Ask for a connector's credentials, keep "
+        "them in the OS keyring and sign in where needed.",
+    )
     parser.add_argument("name")
-    parser.add_argument("--mode", default="auto",
-                        choices=["auto", "browser", "device", "paste"],
-                        help="how OAuth methods sign in")
+    parser.add_argument(
+        "--mode",
+        default="auto",
+        choices=["auto", "browser", "device", "paste"],
+        help="how OAuth methods sign in",
+    )
     parser.add_argument("--base-url", help="override the spec's base URL")
-    parser.add_argument("--no-sign-in", action="store_true",
-                        help="store fields only; do not run an OAuth sign-in")
+    parser.add_argument(
+        "--no-sign-in",
+        action="store_true",
+        help="store fields only; do not run an OAuth sign-in",
+    )
     parser.set_defaults(func=_cmd_login)
-    out = commands.add_parser("logout", help="forget stored credentials and tokens",
-                              description="Remove a connector's keyring entries and "
-                              "stored tokens.")
+    out = commands.add_parser(
+        "logout",
+        help="forget stored credentials and tokens",
+        description="Remove a connector's keyring entries and stored tokens.",
+    )
     out.add_argument("name")
     out.add_argument("--base-url", help="override the spec's base URL")
     out.set_defaults(func=_cmd_logout)
@@ -154,8 +180,12 @@ def add_cli(commands: Any) -> None:
 
 def _cmd_login(args: argparse.Namespace) -> int:
     try:
-        result = login(args.name, base_url=args.base_url, mode=args.mode,
-                       sign_in=not args.no_sign_in)
+        result = login(
+            args.name,
+            base_url=args.base_url,
+            mode=args.mode,
+            sign_in=not args.no_sign_in,
+        )
     except RuntimeError as exc:
         print(f"restconnect: {exc}", file=sys.stderr)
         return 1

@@ -85,9 +85,15 @@ class FetchProgress:
         10
     """
 
-    def __init__(self, label: str, *, enabled: bool | None = None,
-                 total_path: str | None = None, limit: int | None = None,
-                 file: Any = None):
+    def __init__(
+        self,
+        label: str,
+        *,
+        enabled: bool | None = None,
+        total_path: str | None = None,
+        limit: int | None = None,
+        file: Any = None,
+    ):
         self.label = label
         self.total_path = total_path
         self.limit = limit
@@ -101,8 +107,9 @@ class FetchProgress:
             from tqdm.auto import tqdm
         except ImportError:
             return None
-        return tqdm(desc=self.label, unit=" records", file=file, leave=True,
-                    dynamic_ncols=True)
+        return tqdm(
+            desc=self.label, unit=" records", file=file, leave=True, dynamic_ncols=True
+        )
 
     @property
     def active(self) -> bool:

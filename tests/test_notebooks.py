@@ -27,14 +27,16 @@ def kernel_env(box: Any, home: Path) -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("JPY_")}
-    env.update({
-        "RESTCONNECT_HOME": str(home),
-        "RESTCONNECT_NONINTERACTIVE": "1",
-        "RESTCONNECT_SANDBOX_URL": box.url,
-        "RESTCONNECT_SANDBOX_TOKEN": box.credentials["token"],
-        "RESTCONNECT_SANDBOX_API_KEY": box.credentials["api_key"],
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-    })
+    env.update(
+        {
+            "RESTCONNECT_HOME": str(home),
+            "RESTCONNECT_NONINTERACTIVE": "1",
+            "RESTCONNECT_SANDBOX_URL": box.url,
+            "RESTCONNECT_SANDBOX_TOKEN": box.credentials["token"],
+            "RESTCONNECT_SANDBOX_API_KEY": box.credentials["api_key"],
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        }
+    )
     return env
 
 
@@ -46,12 +48,17 @@ def test_there_are_notebooks() -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_without_errors(path: Path, sandbox: Any, tmp_path: Path) -> None:
     folder = tmp_path / "notebooks"
-    shutil.copytree(path.parent, folder,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(
+        path.parent, folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+    )
     notebook = nbformat.read(folder / path.name, as_version=4)
-    client = NotebookClient(notebook, timeout=60, kernel_name="python3",
-                            resources={"metadata": {"path": str(folder)}},
-                            store_widget_state=True)
+    client = NotebookClient(
+        notebook,
+        timeout=60,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(folder)}},
+        store_widget_state=True,
+    )
     with client.setup_kernel(env=kernel_env(sandbox, tmp_path / "home")):
         for index, cell in enumerate(notebook.cells):
             client.execute_cell(cell, index)
@@ -64,6 +71,9 @@ def test_notebook_runs_without_errors(path: Path, sandbox: Any, tmp_path: Path) 
 def test_notebook_outputs_are_cleared() -> None:
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
-        dirty = [i for i, cell in enumerate(notebook.cells)
-                 if cell.cell_type == "code" and (cell.outputs or cell.execution_count)]
+        dirty = [
+            i
+            for i, cell in enumerate(notebook.cells)
+            if cell.cell_type == "code" and (cell.outputs or cell.execution_count)
+        ]
         assert not dirty, f"{path.name}: clear the outputs of cells {dirty}"

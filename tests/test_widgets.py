@@ -107,8 +107,9 @@ def test_outside_a_notebook_connect_raises_and_names_every_way(sandbox: Any) -> 
     assert "restconnect login sandbox" in text
 
 
-def test_in_a_notebook_connect_shows_the_form_and_returns(pending: Any,
-                                                          notebook_mode: list[Any]) -> None:
+def test_in_a_notebook_connect_shows_the_form_and_returns(
+    pending: Any, notebook_mode: list[Any]
+) -> None:
     assert notebook_mode == [pending.form]
     assert [r.field.name for r in pending.form.fields] == ["token"]
     with pytest.raises(CredentialsMissing, match="fill in the form"):
@@ -140,8 +141,9 @@ def test_widgets_follow_the_field_declarations(pending: Any) -> None:
 # ---------------------------------------------------------------- secrets
 
 
-def test_a_typed_secret_leaves_the_widget_model_at_once(pending: Any,
-                                                        sandbox: Any) -> None:
+def test_a_typed_secret_leaves_the_widget_model_at_once(
+    pending: Any, sandbox: Any
+) -> None:
     token = sandbox.credentials["token"]
     box = pending.form.inputs["token"]
     sent = _sent(box)
@@ -164,8 +166,9 @@ def test_the_secret_box_is_never_echoed_to_other_frontends() -> None:
 # ---------------------------------------------------------------- connecting
 
 
-def test_connect_shows_the_error_inline_then_who_is_signed_in(pending: Any,
-                                                              sandbox: Any) -> None:
+def test_connect_shows_the_error_inline_then_who_is_signed_in(
+    pending: Any, sandbox: Any
+) -> None:
     form = pending.form
     form.inputs["token"].set_state({"value": "sbx_tok_not-a-real-token"})
     assert form.submit() is False
@@ -187,7 +190,8 @@ def test_connect_names_the_fields_still_empty(pending: Any) -> None:
 
 
 def test_remember_keeps_the_token_in_the_keyring_until_logout(
-        pending: Any, sandbox: Any, memory_keyring: MemoryKeyring) -> None:
+    pending: Any, sandbox: Any, memory_keyring: MemoryKeyring
+) -> None:
     from restconnect.login import logout
 
     token = sandbox.credentials["token"]
@@ -204,7 +208,8 @@ def test_remember_keeps_the_token_in_the_keyring_until_logout(
 
 
 def test_login_asks_for_missing_fields_and_stores_them(
-        sandbox: Any, memory_keyring: MemoryKeyring) -> None:
+    sandbox: Any, memory_keyring: MemoryKeyring
+) -> None:
     from restconnect.login import login
 
     asked: list[str] = []
@@ -218,8 +223,9 @@ def test_login_asks_for_missing_fields_and_stores_them(
     assert connect("sandbox", base_url=sandbox.url).check()["identity"]
 
 
-def test_the_logout_command(sandbox: Any, memory_keyring: MemoryKeyring,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_logout_command(
+    sandbox: Any, memory_keyring: MemoryKeyring, capsys: pytest.CaptureFixture[str]
+) -> None:
     from restconnect.cli import main
 
     memory_keyring.set_password("restconnect:sandbox", "token", "x")
@@ -251,27 +257,50 @@ def _iopub_until(client: Any, comm_id: str, deadline: float) -> list[dict[str, A
 
 
 def test_a_real_kernel_clears_the_secret_and_nbclient_saves_none(
-        sandbox: Any, tmp_path: Path) -> None:
+    sandbox: Any, tmp_path: Path
+) -> None:
     token = sandbox.credentials["token"]
-    notebook = new_notebook(cells=[
-        new_code_cell('from restconnect import connect\nconn = connect("sandbox")'),
-        new_code_cell('print(conn.form.inputs["token"].model_id)'),
-        new_code_cell('assert conn.form.inputs["token"].value == ""\n'
-                      'assert conn.form.submit(), conn.form.status.value\n'
-                      'print(conn.fetch("me").shape)'),
-    ])
+    notebook = new_notebook(
+        cells=[
+            new_code_cell('from restconnect import connect\nconn = connect("sandbox")'),
+            new_code_cell('print(conn.form.inputs["token"].model_id)'),
+            new_code_cell(
+                'assert conn.form.inputs["token"].value == ""\n'
+                "assert conn.form.submit(), conn.form.status.value\n"
+                'print(conn.fetch("me").shape)'
+            ),
+        ]
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JPY_")}
-    env.update({"RESTCONNECT_SANDBOX_URL": sandbox.url, "RESTCONNECT_NONINTERACTIVE": "",
-                "RESTCONNECT_HOME": str(tmp_path / "home")})
-    client = NotebookClient(notebook, timeout=30, kernel_name="python3",
-                            store_widget_state=True,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    env.update(
+        {
+            "RESTCONNECT_SANDBOX_URL": sandbox.url,
+            "RESTCONNECT_NONINTERACTIVE": "",
+            "RESTCONNECT_HOME": str(tmp_path / "home"),
+        }
+    )
+    client = NotebookClient(
+        notebook,
+        timeout=30,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     with client.setup_kernel(env=env):
         client.execute_cell(notebook.cells[0], 0)
         client.execute_cell(notebook.cells[1], 1)
         comm_id = notebook.cells[1].outputs[0]["text"].strip()
-        update = client.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
-            "method": "update", "state": {"value": token}, "buffer_paths": []}})
+        update = client.kc.session.msg(
+            "comm_msg",
+            {
+                "comm_id": comm_id,
+                "data": {
+                    "method": "update",
+                    "state": {"value": token},
+                    "buffer_paths": [],
+                },
+            },
+        )
         client.kc.shell_channel.send(update)
         broadcast = _iopub_until(client, comm_id, time.monotonic() + 20)
         client.execute_cell(notebook.cells[2], 2)

@@ -17,14 +17,27 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from restconnect.auth.base import AuthMethod
-from restconnect.credentials import FieldRequest, find_values, in_notebook, is_interactive
+from restconnect.credentials import (
+    FieldRequest,
+    find_values,
+    in_notebook,
+    is_interactive,
+)
 from restconnect.exceptions import CredentialsMissing
 
 if TYPE_CHECKING:
     from restconnect.connector import Connector
 
-__all__ = ["PendingAuth", "form_available", "form_fields", "needs_sign_in",
-           "offer_form", "offer_sign_in", "sign_in", "sign_in_handlers"]
+__all__ = [
+    "PendingAuth",
+    "form_available",
+    "form_fields",
+    "needs_sign_in",
+    "offer_form",
+    "offer_sign_in",
+    "sign_in",
+    "sign_in_handlers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +57,18 @@ class PendingAuth(AuthMethod):
         self.missing = missing
 
     def __call__(self, request: Any) -> Any:
-        ways = {field: ["fill in the form shown by connect() and click Connect", *rest]
-                for field, rest in self.missing.missing.items()}
+        ways = {
+            field: ["fill in the form shown by connect() and click Connect", *rest]
+            for field, rest in self.missing.missing.items()
+        }
         raise CredentialsMissing(self.missing.connector, ways)
 
     def describe(self) -> dict[str, Any]:
-        return {"method": "pending", "signed_in": False,
-                "missing": sorted(self.missing.missing)}
+        return {
+            "method": "pending",
+            "signed_in": False,
+            "missing": sorted(self.missing.missing),
+        }
 
 
 def form_available(interactive: bool | None) -> bool:
@@ -73,16 +91,28 @@ def form_fields(connector: Connector, given: Mapping[str, Any]) -> list[FieldReq
     fields: list[FieldRequest] = []
     for entry in connector.spec.auth_entries:
         method = get_auth_method(entry.method)
-        requests = [FieldRequest(f, method.name, entry.env.get(f.name),
-                                 entry.options().get(f.name)) for f in method.fields]
+        requests = [
+            FieldRequest(
+                f, method.name, entry.env.get(f.name), entry.options().get(f.name)
+            )
+            for f in method.fields
+        ]
         found = find_values(connector.name, requests, given)
-        fields += [r for r in requests if found.get(r.field.name) is None
-                   and r.field.name not in {f.field.name for f in fields}]
+        fields += [
+            r
+            for r in requests
+            if found.get(r.field.name) is None
+            and r.field.name not in {f.field.name for f in fields}
+        ]
     return fields
 
 
-def offer_form(connector: Connector, missing: CredentialsMissing,
-               given: Mapping[str, Any], interactive: bool | None) -> list[AuthMethod]:
+def offer_form(
+    connector: Connector,
+    missing: CredentialsMissing,
+    given: Mapping[str, Any],
+    interactive: bool | None,
+) -> list[AuthMethod]:
     """Show the credential form, or re-raise when nobody can fill it in."""
     if not form_available(interactive):
         raise missing
@@ -103,9 +133,10 @@ def sign_in_handlers(connector: Connector) -> list[Any]:
     for handler in connector.auth:
         options = getattr(handler, "options", None)
         if hasattr(handler, "begin_device") and (
-                getattr(options, "authorization_url", None)
-                or getattr(options, "device_authorization_url", None)
-                or getattr(options, "issuer", None)):
+            getattr(options, "authorization_url", None)
+            or getattr(options, "device_authorization_url", None)
+            or getattr(options, "issuer", None)
+        ):
             handlers.append(handler)
     return handlers
 
@@ -120,8 +151,10 @@ def sign_in(connector: Connector, *, remote: bool | None = None) -> Any:
 
     handlers = sign_in_handlers(connector)
     if not handlers:
-        raise ValueError(f"{connector.name}: no auth method here signs in through a "
-                         "browser or a device code")
+        raise ValueError(
+            f"{connector.name}: no auth method here signs in through a "
+            "browser or a device code"
+        )
     return SignInPanel(connector, handlers[0], remote=remote)
 
 

@@ -50,7 +50,8 @@ class SecretInput(widgets.Password):
     """
 
     value = Unicode("", help="the typed secret (emptied by the form on arrival)").tag(
-        sync=True, echo_update=False)
+        sync=True, echo_update=False
+    )
 
 
 class CredentialForm:
@@ -66,19 +67,26 @@ class CredentialForm:
         >>> form                                         # doctest: +SKIP
     """
 
-    def __init__(self, connector: Connector, fields: Sequence[FieldRequest],
-                 sign_in: Any = None):
+    def __init__(
+        self, connector: Connector, fields: Sequence[FieldRequest], sign_in: Any = None
+    ):
         self.connector = connector
         self.fields = list(fields)
         self._secrets: dict[str, Secret] = {}
         self.sign_in: Any = sign_in
         self.inputs: dict[str, widgets.Widget] = {
-            r.field.name: self._input(r) for r in self.fields}
-        self.remember = widgets.Checkbox(value=False, indent=False,
-                                         description="Remember on this computer")
+            r.field.name: self._input(r) for r in self.fields
+        }
+        self.remember = widgets.Checkbox(
+            value=False, indent=False, description="Remember on this computer"
+        )
         self.remember.add_class("restconnect-remember")
-        self.button = widgets.Button(description="Connect", button_style="primary",
-                                     icon="plug", tooltip="Run the credentials check")
+        self.button = widgets.Button(
+            description="Connect",
+            button_style="primary",
+            icon="plug",
+            tooltip="Run the credentials check",
+        )
         self.button.add_class("restconnect-connect")
         self.button.on_click(lambda _button: self.submit())
         self.status = widgets.HTML(value="")
@@ -93,30 +101,51 @@ class CredentialForm:
         label = field.name if field.required else f"{field.name} (optional)"
         style = {"description_width": "initial"}
         if field.secret:
-            box: widgets.Widget = SecretInput(description=label, placeholder=field.help,
-                                              continuous_update=False, style=style)
-            box.observe(lambda change, name=field.name: self._take_secret(name, change),
-                        names="value")
+            box: widgets.Widget = SecretInput(
+                description=label,
+                placeholder=field.help,
+                continuous_update=False,
+                style=style,
+            )
+            box.observe(
+                lambda change, name=field.name: self._take_secret(name, change),
+                names="value",
+            )
         elif field.choices:
-            box = widgets.Dropdown(description=label, options=list(field.choices),
-                                   value=field.default or field.choices[0], style=style)
+            box = widgets.Dropdown(
+                description=label,
+                options=list(field.choices),
+                value=field.default or field.choices[0],
+                style=style,
+            )
         else:
-            box = widgets.Text(description=label, placeholder=field.help,
-                               value=field.default or "", style=style)
+            box = widgets.Text(
+                description=label,
+                placeholder=field.help,
+                value=field.default or "",
+                style=style,
+            )
         box.tooltip = field.help or None
         box.add_class(f"restconnect-field-{field.name}")
         return box
 
     def _rows(self, sign_in: Any) -> list[widgets.Widget]:
         title = self.connector.spec.title or self.connector.name
-        rows: list[widgets.Widget] = [widgets.HTML(
-            f"<b>{html.escape(title)}</b>: credentials needed "
-            f"(<code>{html.escape(self.connector.name)}</code>)")]
+        rows: list[widgets.Widget] = [
+            widgets.HTML(
+                f"<b>{html.escape(title)}</b>: credentials needed "
+                f"(<code>{html.escape(self.connector.name)}</code>)"
+            )
+        ]
         for request in self.fields:
             rows.append(self.inputs[request.field.name])
             if request.field.help:
-                rows.append(widgets.HTML(f"<small style='color:#57606a'>"
-                                         f"{html.escape(request.field.help)}</small>"))
+                rows.append(
+                    widgets.HTML(
+                        f"<small style='color:#57606a'>"
+                        f"{html.escape(request.field.help)}</small>"
+                    )
+                )
         if sign_in is not None:
             rows.append(getattr(sign_in, "widget", sign_in))
         rows += [self.remember, self.button, self.status]
@@ -134,8 +163,11 @@ class CredentialForm:
         box = self.inputs[name]
         box.value = ""
         box.placeholder = KEPT
-        logger.debug("%s: secret field %s received and cleared from the widget",
-                     self.connector.name, name)
+        logger.debug(
+            "%s: secret field %s received and cleared from the widget",
+            self.connector.name,
+            name,
+        )
 
     def values(self) -> dict[str, str | Secret]:
         """The values entered so far (secrets as ``Secret``)."""
@@ -151,8 +183,11 @@ class CredentialForm:
     def missing(self) -> list[str]:
         """Required fields still empty."""
         values = self.values()
-        return [r.field.name for r in self.fields
-                if r.field.required and not values.get(r.field.name)]
+        return [
+            r.field.name
+            for r in self.fields
+            if r.field.required and not values.get(r.field.name)
+        ]
 
     # ------------------------------------------------------------ connecting
 
@@ -180,15 +215,16 @@ class CredentialForm:
         return True
 
     def _offer_sign_in(self) -> bool:
-        """After the fields, an OAuth method may still need a person: show its buttons."""
+        """Show sign-in buttons when an OAuth method still needs a person."""
         from restconnect.jupyter import needs_sign_in, sign_in_handlers
         from restconnect.jupyter.signin import SignInPanel
 
         waiting = [h for h in sign_in_handlers(self.connector) if needs_sign_in(h)]
         if not waiting:
             return False
-        self.sign_in = SignInPanel(self.connector, waiting[0],
-                                   on_signed_in=self._signed_in_elsewhere)
+        self.sign_in = SignInPanel(
+            self.connector, waiting[0], on_signed_in=self._signed_in_elsewhere
+        )
         children = list(self.widget.children)
         self.widget.children = children[:-1] + [self.sign_in.widget, children[-1]]
         self.show("Now sign in with one of the buttons above.", "color:#57606a")
@@ -209,7 +245,10 @@ class CredentialForm:
         self.status.value += _line(
             f"Remembered on this computer ({', '.join(stored)}); "
             f"<code>restconnect logout {html.escape(self.connector.name)}</code> "
-            "forgets them.", "color:#57606a", escape=False)
+            "forgets them.",
+            "color:#57606a",
+            escape=False,
+        )
 
     def show_success(self, identity: Any) -> None:
         who = f" as <b>{html.escape(str(identity))}</b>" if identity else ""

@@ -38,11 +38,21 @@ logger = logging.getLogger(__name__)
 
 # Variables set by hosted notebook services whose kernels are not on the
 # analyst's computer.
-_REMOTE_MARKERS = ("JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_PREFIX", "BINDER_SERVICE_HOST",
-                   "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "SM_CURRENT_HOST",
-                   "DATABRICKS_RUNTIME_VERSION", "CODESPACES")
-_LABELS = {"browser": "Sign in with the browser", "device": "Sign in with a code",
-           "paste": "Sign in and paste the address"}
+_REMOTE_MARKERS = (
+    "JUPYTERHUB_API_URL",
+    "JUPYTERHUB_SERVICE_PREFIX",
+    "BINDER_SERVICE_HOST",
+    "COLAB_RELEASE_TAG",
+    "KAGGLE_KERNEL_RUN_TYPE",
+    "SM_CURRENT_HOST",
+    "DATABRICKS_RUNTIME_VERSION",
+    "CODESPACES",
+)
+_LABELS = {
+    "browser": "Sign in with the browser",
+    "device": "Sign in with a code",
+    "paste": "Sign in and paste the address",
+}
 
 
 def is_remote_kernel() -> bool:
@@ -68,9 +78,14 @@ def sign_in_modes(handler: Any, remote: bool | None = None) -> list[str]:
     if remote:
         return [m for m, ok in (("device", device), ("paste", code)) if ok]
     if options.grant == "device_code":
-        return [m for m, ok in (("device", device), ("browser", code), ("paste", code))
-                if ok]
-    return [m for m, ok in (("browser", code), ("device", device), ("paste", code)) if ok]
+        return [
+            m
+            for m, ok in (("device", device), ("browser", code), ("paste", code))
+            if ok
+        ]
+    return [
+        m for m, ok in (("browser", code), ("device", device), ("paste", code)) if ok
+    ]
 
 
 class SignInPanel:
@@ -83,9 +98,15 @@ class SignInPanel:
         on_signed_in: called with the connector's identity after a sign-in.
     """
 
-    def __init__(self, connector: Any, handler: Any, *, remote: bool | None = None,
-                 on_signed_in: Callable[[Any], None] | None = None,
-                 poll_sleep: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        connector: Any,
+        handler: Any,
+        *,
+        remote: bool | None = None,
+        on_signed_in: Callable[[Any], None] | None = None,
+        poll_sleep: Callable[[float], None] | None = None,
+    ):
         self.connector = connector
         self.handler = handler
         self.remote = is_remote_kernel() if remote is None else remote
@@ -98,27 +119,39 @@ class SignInPanel:
         self.buttons = {mode: self._button(mode) for mode in self.modes}
         self.instructions = widgets.HTML(value="")
         self.instructions.add_class("restconnect-signin-instructions")
-        self.paste = SecretInput(description="Address after sign-in",
-                                 placeholder="paste the full address here",
-                                 continuous_update=False,
-                                 style={"description_width": "initial"},
-                                 layout=widgets.Layout(display="none", width="95%"))
+        self.paste = SecretInput(
+            description="Address after sign-in",
+            placeholder="paste the full address here",
+            continuous_update=False,
+            style={"description_width": "initial"},
+            layout=widgets.Layout(display="none", width="95%"),
+        )
         self.paste.add_class("restconnect-paste")
         self.paste.observe(self._take_callback, names="value")
-        self.finish = widgets.Button(description="Finish sign-in",
-                                     layout=widgets.Layout(display="none"))
+        self.finish = widgets.Button(
+            description="Finish sign-in", layout=widgets.Layout(display="none")
+        )
         self.finish.on_click(lambda _b: self.finish_paste())
         self.status = widgets.HTML(value="")
         self.status.add_class("restconnect-signin-status")
-        self.widget = widgets.VBox([widgets.HBox(list(self.buttons.values())),
-                                    self.instructions, self.paste, self.finish,
-                                    self.status])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(list(self.buttons.values())),
+                self.instructions,
+                self.paste,
+                self.finish,
+                self.status,
+            ]
+        )
         self.widget.add_class("restconnect-signin")
 
     def _button(self, mode: str) -> widgets.Button:
-        button = widgets.Button(description=_LABELS[mode], icon="sign-in",
-                                button_style="primary" if mode == self.modes[0] else "",
-                                layout=widgets.Layout(width="auto"))
+        button = widgets.Button(
+            description=_LABELS[mode],
+            icon="sign-in",
+            button_style="primary" if mode == self.modes[0] else "",
+            layout=widgets.Layout(width="auto"),
+        )
         button.add_class(f"restconnect-signin-{mode}")
         button.on_click(lambda _b, m=mode: self.start(m))
         return button
@@ -129,8 +162,11 @@ class SignInPanel:
         """Start one sign-in way (what the buttons call)."""
         self._say("", "")
         try:
-            {"browser": self._start_browser, "device": self._start_device,
-             "paste": self._start_paste}[mode]()
+            {
+                "browser": self._start_browser,
+                "device": self._start_device,
+                "paste": self._start_paste,
+            }[mode]()
         except RestConnectError as exc:
             self._fail(exc)
 
@@ -139,8 +175,11 @@ class SignInPanel:
 
         receiver = LoopbackReceiver().start()
         self._pending = self.handler.begin_authorization(receiver.redirect_uri)
-        self._show_link(self._pending.url, "Open the sign-in page", "The page sends "
-                        "you back here by itself once you have signed in.")
+        self._show_link(
+            self._pending.url,
+            "Open the sign-in page",
+            "The page sends you back here by itself once you have signed in.",
+        )
         self._run(lambda: self._wait_loopback(receiver))
 
     def _wait_loopback(self, receiver: Any) -> None:
@@ -154,20 +193,29 @@ class SignInPanel:
     def _start_device(self) -> None:
         device = self.handler.begin_device()
         link = device.verification_uri_complete or device.verification_uri
-        self._show_link(link, html.escape(device.verification_uri),
-                        f"and enter the code <b class='restconnect-user-code' "
-                        f"style='font-size:1.3em;letter-spacing:.1em'>"
-                        f"{html.escape(device.user_code)}</b>. Waiting for approval...")
+        self._show_link(
+            link,
+            html.escape(device.verification_uri),
+            f"and enter the code <b class='restconnect-user-code' "
+            f"style='font-size:1.3em;letter-spacing:.1em'>"
+            f"{html.escape(device.user_code)}</b>. Waiting for approval...",
+        )
         sleep = self._poll_sleep
-        self._run(lambda: self.handler.poll_device(device, **(
-            {"sleep": sleep} if sleep else {})))
+        self._run(
+            lambda: self.handler.poll_device(
+                device, **({"sleep": sleep} if sleep else {})
+            )
+        )
 
     def _start_paste(self) -> None:
         self._pending = self.handler.begin_authorization()
-        self._show_link(self._pending.url, "Open the sign-in page",
-                        "After signing in, the browser lands on an address that may "
-                        "not load. Copy that whole address, paste it below, then "
-                        "click Finish.")
+        self._show_link(
+            self._pending.url,
+            "Open the sign-in page",
+            "After signing in, the browser lands on an address that may "
+            "not load. Copy that whole address, paste it below, then "
+            "click Finish.",
+        )
         self.paste.layout.display = ""
         self.finish.layout.display = ""
 
@@ -204,14 +252,15 @@ class SignInPanel:
             except RestConnectError as exc:
                 self._fail(exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - shown inline, not raised in a thread
+            except Exception as exc:  # noqa: BLE001 - shown inline, not raised
                 logger.debug("sign-in failed: %s", type(exc).__name__)
                 self._say(f"Sign-in failed: {type(exc).__name__}", "color:#cf222e")
                 return
             self._done()
 
-        self._thread = threading.Thread(target=target, daemon=True,
-                                        name=f"restconnect-signin-{self.connector.name}")
+        self._thread = threading.Thread(
+            target=target, daemon=True, name=f"restconnect-signin-{self.connector.name}"
+        )
         self._thread.start()
 
     def wait(self, timeout: float = 30.0) -> bool:
@@ -243,7 +292,8 @@ class SignInPanel:
     def _show_link(self, url: str, text: str, after: str) -> None:
         self.instructions.value = (
             f"<a href='{html.escape(url, quote=True)}' target='_blank' "
-            f"rel='noopener' class='restconnect-signin-link'>{text}</a> {after}")
+            f"rel='noopener' class='restconnect-signin-link'>{text}</a> {after}"
+        )
 
     def _say(self, message: str, style: str, *, escape: bool = True) -> None:
         text = html.escape(redact_text(message)) if escape else message

@@ -23,15 +23,25 @@ from typing import Any
 import requests
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 INSTALL = Path(__file__).resolve().parent / "install.sh"
 
 # JupyterLab user settings written before the server starts.
 SETTINGS = {
-    "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
+    "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {
+        "saveState": True
+    },
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false", "checkForUpdates": False},
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": True},
 }
 
@@ -52,8 +62,13 @@ def missing_tools() -> list[str]:
 def try_install(timeout: float = 900.0) -> str:
     """Run install.sh with this interpreter; returns its output's last lines."""
     try:
-        done = subprocess.run(["bash", str(INSTALL), sys.executable], capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            ["bash", str(INSTALL), sys.executable],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return f"{INSTALL} did not finish within {timeout:.0f} s"
     return "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
@@ -93,32 +108,49 @@ class JupyterLab:
         return settings
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("JUPYTER", "JPY_"))}
-        env.update({
-            "JUPYTERLAB_SETTINGS_DIR": str(self._write_settings()),
-            "JUPYTERLAB_WORKSPACES_DIR": str(self.home / "workspaces"),
-            "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
-            "JUPYTER_CONFIG_DIR": str(self.home / "config"),
-            "JUPYTER_DATA_DIR": str(self.home / "data"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-        })
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "JPY_"))
+        }
+        env.update(
+            {
+                "JUPYTERLAB_SETTINGS_DIR": str(self._write_settings()),
+                "JUPYTERLAB_WORKSPACES_DIR": str(self.home / "workspaces"),
+                "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+                "JUPYTER_CONFIG_DIR": str(self.home / "config"),
+                "JUPYTER_DATA_DIR": str(self.home / "data"),
+                "JUPYTER_PLATFORM_DIRS": "1",
+                "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            }
+        )
         env.update(self.env)
         return env
 
     def start(self, timeout: float = 40.0) -> JupyterLab:
-        command = [sys.executable, "-m", "jupyterlab", "--no-browser",
-                   "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-                   "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-                   f"--ServerApp.root_dir={self.root}",
-                   "--ServerApp.allow_remote_access=False", "--ServerApp.allow_root=True",
-                   "--LabApp.extension_manager=readonly",
-                   "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        command = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            "--ServerApp.allow_remote_access=False",
+            "--ServerApp.allow_root=True",
+            "--LabApp.extension_manager=readonly",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(command, cwd=self.root, env=self._environment(),
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.root,
+            env=self._environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self._wait_ready(timeout)
         return self
@@ -129,33 +161,42 @@ class JupyterLab:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"JupyterLab exited early:\n{self.log_tail()}")
             try:
-                answer = requests.get(f"{self.url}/api/status", timeout=2,
-                                      headers={"Authorization": f"token {self.token}"})
+                answer = requests.get(
+                    f"{self.url}/api/status",
+                    timeout=2,
+                    headers={"Authorization": f"token {self.token}"},
+                )
                 if answer.status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.25)
-        raise RuntimeError(f"JupyterLab did not answer within {timeout} s:\n"
-                           f"{self.log_tail()}")
+        raise RuntimeError(
+            f"JupyterLab did not answer within {timeout} s:\n{self.log_tail()}"
+        )
 
     def lab_url(self, path: str) -> str:
         return f"{self.url}/lab/tree/{path}?token={self.token}"
 
     def api(self, path: str) -> Any:
-        answer = requests.get(f"{self.url}/api/{path}", timeout=5,
-                              headers={"Authorization": f"token {self.token}"})
+        answer = requests.get(
+            f"{self.url}/api/{path}",
+            timeout=5,
+            headers={"Authorization": f"token {self.token}"},
+        )
         answer.raise_for_status()
         return answer.json()
 
     def log_tail(self, lines: int = 30) -> str:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(
+                self.log_path.read_text(errors="replace").splitlines()[-lines:]
+            )
         except OSError:
             return "(no log)"
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server and its kernels: SIGTERM to its process group, then SIGKILL."""
+        """Stop the server and its kernels: SIGTERM to the process group, then KILL."""
         process = self.process
         if process is None or process.poll() is not None:
             return

@@ -54,10 +54,13 @@ def browser_tools() -> None:
 def lab(browser_tools: None, sandbox: Any, tmp_path: Path) -> Iterator[JupyterLab]:
     root = tmp_path / "notebooks"
     copy_notebook(QUICKSTART, root)
-    env = {"RESTCONNECT_SANDBOX_URL": sandbox.url,
-           "RESTCONNECT_HOME": str(tmp_path / "restconnect-home"),
-           "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-           "RESTCONNECT_NONINTERACTIVE": "", "RESTCONNECT_SANDBOX_TOKEN": ""}
+    env = {
+        "RESTCONNECT_SANDBOX_URL": sandbox.url,
+        "RESTCONNECT_HOME": str(tmp_path / "restconnect-home"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        "RESTCONNECT_NONINTERACTIVE": "",
+        "RESTCONNECT_SANDBOX_TOKEN": "",
+    }
     server = JupyterLab(root, tmp_path / "lab", env)
     (tmp_path / "lab").mkdir()
     server.start()
@@ -82,7 +85,9 @@ def _saved(path: Path, after: float, timeout: float = 20.0) -> str:
 
 def _check_no_secret(root: Path, secret: str, after: float) -> dict[str, Any]:
     notebook = _saved(root / "quickstart.ipynb", after)
-    checkpoint = _saved(root / ".ipynb_checkpoints" / "quickstart-checkpoint.ipynb", after)
+    checkpoint = _saved(
+        root / ".ipynb_checkpoints" / "quickstart-checkpoint.ipynb", after
+    )
     for name, text in (("notebook", notebook), ("checkpoint", checkpoint)):
         assert secret not in text, f"the token was written into the {name}"
     state = json.loads(notebook)["metadata"]["widgets"][WIDGET_STATE]["state"]
@@ -94,8 +99,7 @@ def _check_no_secret(root: Path, secret: str, after: float) -> dict[str, Any]:
 
 def _run_cells(page: Any, first: int, count: int) -> None:
     """Select cell ``first`` and run ``count`` cells with Shift+Enter."""
-    page.locator(".jp-Notebook .jp-Cell").nth(first).locator(
-        ".jp-InputPrompt").click()
+    page.locator(".jp-Notebook .jp-Cell").nth(first).locator(".jp-InputPrompt").click()
     for _ in range(count):
         page.keyboard.press("Shift+Enter")
 
@@ -115,12 +119,16 @@ def _save(page: Any) -> float:
 
 
 def _cell_index(notebook: dict[str, Any], needle: str) -> int:
-    return next(i for i, cell in enumerate(notebook["cells"])
-                if needle in "".join(cell["source"]))
+    return next(
+        i
+        for i, cell in enumerate(notebook["cells"])
+        if needle in "".join(cell["source"])
+    )
 
 
 def test_quickstart_form_keeps_the_token_out_of_saved_notebooks(
-        lab: JupyterLab, sandbox: Any) -> None:
+    lab: JupyterLab, sandbox: Any
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -131,8 +139,12 @@ def test_quickstart_form_keeps_the_token_out_of_saved_notebooks(
     last_cell = len(notebook["cells"]) - 1
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(lab.home / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 1000})
+            str(lab.home / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
         context.set_default_timeout(STEP)
         try:
             page = context.new_page()
@@ -145,8 +157,9 @@ def test_quickstart_form_keeps_the_token_out_of_saved_notebooks(
             expect(field).to_be_visible()
             field.fill(secret)
             field.press("Tab")
-            expect(field).to_have_attribute("placeholder", KEPT_PREFIX + "; type again "
-                                            "to replace")
+            expect(field).to_have_attribute(
+                "placeholder", KEPT_PREFIX + "; type again to replace"
+            )
             expect(field).to_have_value("")
             page.screenshot(path=str(OUTPUT / "form-filled.png"))
 
@@ -154,13 +167,17 @@ def test_quickstart_form_keeps_the_token_out_of_saved_notebooks(
 
             page.locator("button.restconnect-connect").click()
             expect(page.locator(".restconnect-status")).to_contain_text("Signed in as")
-            page.locator(".restconnect-form").screenshot(path=str(OUTPUT / "signed-in.png"))
+            page.locator(".restconnect-form").screenshot(
+                path=str(OUTPUT / "signed-in.png")
+            )
             _run_cells(page, connect_cell + 1, last_cell - connect_cell - 1)
-            expect(page.locator(".jp-OutputArea-output table.dataframe").first
-                   ).to_be_visible()
+            expect(
+                page.locator(".jp-OutputArea-output table.dataframe").first
+            ).to_be_visible()
             _wait_idle(page)
-            page.locator(".jp-OutputArea-output table.dataframe").first \
-                .scroll_into_view_if_needed()
+            page.locator(
+                ".jp-OutputArea-output table.dataframe"
+            ).first.scroll_into_view_if_needed()
             page.screenshot(path=str(OUTPUT / "result.png"))
 
             state = _check_no_secret(lab.root, secret, _save(page))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,7 +32,8 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCProvider]
 
 
 def _spec(provider: OIDCProvider) -> Any:
-    return parse_spec(f"""
+    return parse_spec(
+        f"""
 name: signin_demo
 base_url: {provider.issuer}
 auth:
@@ -46,7 +46,9 @@ auth:
 check: {{path: /api/whoami, identity: sub}}
 endpoints:
   whoami: {{path: /api/whoami, pagination: {{kind: none}}, records: "@"}}
-""", source="signin_demo")
+""",
+        source="signin_demo",
+    )
 
 
 @pytest.fixture()
@@ -97,8 +99,12 @@ def test_remote_kernels_get_the_device_flow_first_and_no_loopback(conn: Any) -> 
 
 
 def test_remote_kernels_are_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("JUPYTERHUB_API_URL", "BINDER_SERVICE_HOST", "COLAB_RELEASE_TAG",
-                 "RESTCONNECT_REMOTE_KERNEL"):
+    for name in (
+        "JUPYTERHUB_API_URL",
+        "BINDER_SERVICE_HOST",
+        "COLAB_RELEASE_TAG",
+        "RESTCONNECT_REMOTE_KERNEL",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert is_remote_kernel() is False
     monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
@@ -108,11 +114,13 @@ def test_remote_kernels_are_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_device_flow_shows_a_code_and_signs_in_when_approved(
-        conn: Any, provider: OIDCProvider) -> None:
+    conn: Any, provider: OIDCProvider
+) -> None:
     panel = SignInPanel(conn, conn.auth[0], remote=True)
     panel.start("device")
-    code = re.search(r"class='restconnect-user-code'[^>]*>([^<]+)<",
-                     panel.instructions.value)
+    code = re.search(
+        r"class='restconnect-user-code'[^>]*>([^<]+)<", panel.instructions.value
+    )
     assert code, panel.instructions.value
     assert _link(panel).startswith(f"{provider.issuer}/device")
     provider.approve_device(code.group(1), login="carol")
@@ -121,7 +129,8 @@ def test_device_flow_shows_a_code_and_signs_in_when_approved(
 
 
 def test_paste_back_sign_in_keeps_the_pasted_address_out_of_widget_state(
-        conn: Any, provider: OIDCProvider) -> None:
+    conn: Any, provider: OIDCProvider
+) -> None:
     panel = SignInPanel(conn, conn.auth[0], remote=True)
     panel.start("paste")
     url = _link(panel)
@@ -135,7 +144,8 @@ def test_paste_back_sign_in_keeps_the_pasted_address_out_of_widget_state(
 
 
 def test_browser_sign_in_catches_the_loopback_redirect(
-        conn: Any, provider: OIDCProvider) -> None:
+    conn: Any, provider: OIDCProvider
+) -> None:
     panel = SignInPanel(conn, conn.auth[0], remote=False)
     panel.start("browser")
     url = _link(panel)
@@ -147,11 +157,14 @@ def test_browser_sign_in_catches_the_loopback_redirect(
     assert conn.identity == "erin"
 
 
-def test_a_denied_device_sign_in_is_shown_inline(conn: Any, provider: OIDCProvider) -> None:
+def test_a_denied_device_sign_in_is_shown_inline(
+    conn: Any, provider: OIDCProvider
+) -> None:
     panel = SignInPanel(conn, conn.auth[0], remote=True)
     panel.start("device")
-    code = re.search(r"class='restconnect-user-code'[^>]*>([^<]+)<",
-                     panel.instructions.value)
+    code = re.search(
+        r"class='restconnect-user-code'[^>]*>([^<]+)<", panel.instructions.value
+    )
     provider.approve_device(code.group(1), abort=True)
     assert panel.wait(30)
     assert "denied" in panel.status.value and "Traceback" not in panel.status.value
@@ -159,14 +172,16 @@ def test_a_denied_device_sign_in_is_shown_inline(conn: Any, provider: OIDCProvid
 
 def _approve_in(panel: SignInPanel, provider: OIDCProvider, login: str) -> None:
     panel.start("device")
-    code = re.search(r"class='restconnect-user-code'[^>]*>([^<]+)<",
-                     panel.instructions.value)
+    code = re.search(
+        r"class='restconnect-user-code'[^>]*>([^<]+)<", panel.instructions.value
+    )
     assert code, panel.status.value
     provider.approve_device(code.group(1), login=login)
 
 
 def test_in_a_notebook_connect_offers_the_sign_in_by_itself(
-        provider: OIDCProvider, notebook_mode: list[Any]) -> None:
+    provider: OIDCProvider, notebook_mode: list[Any]
+) -> None:
     with connect(_spec(provider), client_id=NATIVE, cache=False) as conn:
         assert len(notebook_mode) == 1 and isinstance(notebook_mode[0], SignInPanel)
         _approve_in(notebook_mode[0], provider, "frank")
@@ -175,7 +190,8 @@ def test_in_a_notebook_connect_offers_the_sign_in_by_itself(
 
 
 def test_the_form_asks_for_the_client_id_then_shows_the_sign_in(
-        provider: OIDCProvider, notebook_mode: list[Any]) -> None:
+    provider: OIDCProvider, notebook_mode: list[Any]
+) -> None:
     from restconnect.jupyter.form import CredentialForm
 
     with connect(_spec(provider), cache=False) as conn:
