@@ -191,9 +191,13 @@ def remember_in_keyring(connector: str, values: Mapping[str, Any]) -> list[str]:
             continue
         try:
             keyring.set_password(keyring_service(connector), name, str(plain))
+            kept = keyring.get_password(keyring_service(connector), name) == str(plain)
         except (KeyringError, RuntimeError) as exc:
             raise RuntimeError(f"the OS keyring refused to store {connector} {name}: "
                                f"{type(exc).__name__}") from None
+        if not kept:
+            raise RuntimeError(f"the OS keyring did not keep {connector} {name} (no "
+                               "usable keyring backend on this computer)")
         stored.append(name)
     return stored
 
@@ -206,6 +210,8 @@ def forget_in_keyring(connector: str, names: Sequence[str]) -> list[str]:
     removed = []
     for name in names:
         try:
+            if keyring.get_password(keyring_service(connector), name) is None:
+                continue
             keyring.delete_password(keyring_service(connector), name)
         except PasswordDeleteError:
             continue

@@ -313,3 +313,22 @@ def test_a_real_kernel_clears_the_secret_and_nbclient_saves_none(
     state = notebook.metadata["widgets"][WIDGET_STATE]["state"]
     assert state[comm_id]["model_name"] == "PasswordModel"
     assert state[comm_id]["state"].get("value", "") == ""
+
+
+def test_without_a_usable_keyring_login_says_so(
+    sandbox: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from keyring.backends.null import Keyring as NullKeyring
+
+    from restconnect.cli import main
+    from restconnect.login import login
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(NullKeyring())
+    try:
+        with pytest.raises(RuntimeError, match="did not keep sandbox token"):
+            login("sandbox", {"token": "x"}, ask=None, sign_in=False)
+        assert main(["logout", "sandbox"]) == 0
+        assert "removed nothing" in capsys.readouterr().out
+    finally:
+        keyring.set_keyring(previous)
