@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-__all__ = ["LICENSES", "LANGUAGES", "make_page", "make_record"]
+__all__ = ["LANGUAGES", "LICENSES", "make_page", "make_record"]
 
 LANGUAGES = ("Python", "Go", "Rust", "TypeScript", "C", "Java", "Ruby", None)
 

@@ -65,7 +65,7 @@ class Server:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Server:  # noqa: PYI034  (never subclassed)
         self.proc = subprocess.Popen(
             [PY, "-m", "benchmarks.server", "--records", str(self.records),
              "--token", TOKEN],
@@ -101,7 +101,7 @@ def run_case(case: Case, timeout: float) -> dict[str, Any]:
     try:
         proc = subprocess.run([PY, "-m", "benchmarks.clients", *case.argv],
                               cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -269,7 +269,7 @@ def import_cost(repeats: int) -> str:
     times, heavy = [], set()
     for _ in range(max(repeats, 5)):
         proc = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=120, check=False)
         if proc.returncode != 0:
             return f"### import restconnect\n\nfailed: {proc.stderr.strip()[-200:]}"
         seconds, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -374,13 +374,13 @@ def _run_or_skip(scenario: Scenario, args: argparse.Namespace) -> None:
 
 
 def _extract(args: argparse.Namespace) -> Scenario:
-    with tempfile.TemporaryDirectory(prefix="rc-bench-out-") as out_dir:
-        with Server(args.extract_records) as server:
-            scenario = extract(server.url, args.extract_records, out_dir)
-            if not _has("restconnect.extract"):
-                scenario.note = "skipped: restconnect.extract is not there yet"
-                return scenario
-            measure(scenario, 1 if args.quick else args.repeats, args.timeout)
+    with tempfile.TemporaryDirectory(prefix="rc-bench-out-") as out_dir, \
+            Server(args.extract_records) as server:
+        scenario = extract(server.url, args.extract_records, out_dir)
+        if not _has("restconnect.extract"):
+            scenario.note = "skipped: restconnect.extract is not there yet"
+            return scenario
+        measure(scenario, 1 if args.quick else args.repeats, args.timeout)
     return scenario
 
 

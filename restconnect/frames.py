@@ -3,6 +3,15 @@
 :class:`FrameBuilder` takes records page by page and builds one frame:
 nested objects become ``parent.child`` columns, lists stay Python lists,
 declared dtypes and datetime columns are applied.
+
+Two paths give the same frame. The columnar one (:class:`ArrowPages`) turns
+each page into Arrow columns as it arrives, so a page's Python dicts are
+freed at once and no Python code runs per field of each record; it is used
+whenever the records allow. The plain one keeps the records and calls
+``pandas.json_normalize`` at the end; it takes over, for the whole frame, as
+soon as a page has a layout the columnar path cannot mirror exactly (records
+with different keys, values of mixed types). ``tests/test_frames_equivalence.py``
+checks that both give identical frames.
 """
 
 from __future__ import annotations
@@ -10,12 +19,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FrameBuilder", "FrameOptions", "explode", "shape_frame"]
+__all__ = ["ArrowPages", "FrameBuilder", "FrameOptions", "explode", "shape_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +46,11 @@ class FrameOptions:
 class FrameBuilder:
     """Collects pages of records and builds the DataFrame at the end.
 
+    Args:
+        options: flattening and dtype rules.
+        columnar: use the columnar path when the records allow (the default);
+            False always uses ``pandas.json_normalize``.
+
     Example:
         >>> builder = FrameBuilder(FrameOptions())
         >>> builder.add_page([{"id": 1, "owner": {"login": "a"}}])
@@ -42,22 +58,67 @@ class FrameBuilder:
         ['id', 'owner.login']
     """
 
-    def __init__(self, options: FrameOptions | None = None):
+    def __init__(self, options: FrameOptions | None = None, *, columnar: bool = True,
+                 batch_rows: int = 2000):
         self.options = options or FrameOptions()
+        self.columnar = columnar
+        self._batch_rows = batch_rows
+        self._pages = self._new_pages()
         self._records: list[Any] = []
         self.count = 0
+        #: ``"columnar"`` or ``"plain"``: how the last frame was built.
+        self.last_path: str | None = None
+
+    def _new_pages(self) -> ArrowPages | None:
+        if not self.columnar:
+            return None
+        return ArrowPages(self.options.sep, batch_rows=self._batch_rows)
+
+    @property
+    def batch_rows(self) -> int:
+        """How many records the columnar path converts at a time."""
+        return self._batch_rows
+
+    @batch_rows.setter
+    def batch_rows(self, rows: int) -> None:
+        self._batch_rows = rows
+        if self._pages is not None:
+            self._pages.batch_rows = rows
 
     def add_page(self, records: Iterable[Any]) -> None:
         """Add one page of records."""
-        before = len(self._records)
+        records = records if isinstance(records, list) else list(records)
+        self.count += len(records)
+        if self._pages is not None:
+            try:
+                self._pages.add(records)
+            except _Irregular as why:
+                self._to_plain(why)
+            return
         self._records.extend(records)
-        self.count += len(self._records) - before
+
+    def _to_plain(self, why: Exception) -> None:
+        """Hand every page added so far to the plain path."""
+        logger.debug("building the frame with json_normalize: %s", why)
+        assert self._pages is not None
+        self._records = self._pages.records() + self._records
+        self._pages = None
 
     def drain(self) -> pd.DataFrame:
         """Build a frame of the records added so far and forget them."""
-        frame = self._build(self._records)
+        pages, records = self._pages, self._records
+        self._pages = self._new_pages()
         self._records = []
-        return frame
+        if pages is not None and (pages.pages or pages.pending):
+            try:
+                frame = pages.frame()
+                self.last_path = "columnar"
+                return shape_frame(frame, self.options)
+            except _Irregular as why:
+                logger.debug("building the frame with json_normalize: %s", why)
+                records = pages.records()
+        self.last_path = "plain"
+        return self._build(records)
 
     def finish(self) -> pd.DataFrame:
         """Build the frame of every record added."""
@@ -126,3 +187,384 @@ def explode(frame: pd.DataFrame, column: str, sep: str = ".") -> pd.DataFrame:
         inner.columns = [f"{column}{sep}{name}" for name in inner.columns]
         exploded = pd.concat([exploded.drop(columns=[column]), inner], axis=1)
     return exploded
+
+
+# ---------------------------------------------------------------- columnar path
+
+
+class _Irregular(Exception):
+    """A page the columnar path cannot represent exactly; the plain path takes over."""
+
+
+@dataclass
+class _Node:
+    """One key of a page's record layout; ``children`` is set for nested objects."""
+
+    name: str
+    path: str
+    children: list[_Node] | None = None
+
+
+@dataclass
+class _ArrowPage:
+    """One page, held column by column: Arrow leaves, Python lists, masks."""
+
+    rows: int
+    layout: list[_Node]
+    leaves: dict[str, Any] = field(default_factory=dict)
+    kept: dict[str, list[Any]] = field(default_factory=dict)
+    nulls: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, Any] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    names: frozenset[str] = frozenset()
+    parents: dict[str, list[Any]] = field(default_factory=dict)
+
+
+class ArrowPages:
+    """Pages of records turned into Arrow columns as they arrive.
+
+    The result is the frame ``pandas.json_normalize`` gives for the same
+    records (same columns in the same order, same dtypes and values), built
+    without a Python loop over the fields of each record, and without keeping
+    the records: a page's dicts can be freed as soon as it is added. Lists
+    stay the Python lists they were. A page whose layout this cannot mirror
+    exactly (records with different keys, mixed value types) raises
+    :class:`_Irregular`, and :meth:`records` gives back what was added so the
+    plain path can take over.
+    """
+
+    def __init__(self, sep: str = ".", *, batch_rows: int = 2000):
+        self.sep = sep
+        self.batch_rows = batch_rows
+        self.pages: list[_ArrowPage] = []
+        self._types: dict[str, Any] = {}
+        self._pending: list[list[Any]] = []
+        self._pending_rows = 0
+
+    def add(self, records: list[Any]) -> None:
+        """Take one page; pages are converted in batches of about ``batch_rows``.
+
+        Raises:
+            _Irregular: the pending pages cannot be represented; nothing is
+                lost, :meth:`records` still returns every record added.
+        """
+        if not records:
+            return
+        self._pending.append(records)
+        self._pending_rows += len(records)
+        if self._pending_rows >= self.batch_rows:
+            self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Records added but not converted yet."""
+        return sum(map(len, self._pending))
+
+    def flush(self) -> None:
+        """Convert the pending pages (one batch, or page by page if they differ)."""
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        if not pending:
+            return
+        try:
+            self._convert_batch(list(chain.from_iterable(pending)))
+            return
+        except _Irregular:
+            if len(pending) == 1:
+                self._pending = pending
+                raise
+        for index, page in enumerate(pending):
+            try:
+                self._convert_batch(page)
+            except _Irregular:
+                self._pending = pending[index:]
+                raise
+
+    def _convert_batch(self, records: list[Any]) -> None:
+        if set(map(type, records)) != {dict}:
+            raise _Irregular("a record is not an object")
+        if len(set(map(tuple, records))) != 1:
+            raise _Irregular("records have different keys")
+        page = _ArrowPage(len(records), [])
+        names = list(records[0])
+        columns = [list(map(itemgetter(name), records)) for name in names]
+        arrays = [self._convert(name, column) for name, column in zip(names, columns)]
+        page.layout = self._walk(page, names, arrays, columns, "", None)
+        page.order = self._order(page)
+        page.names = frozenset(page.order)
+        if len(page.names) != len(page.order):
+            raise _Irregular("flattened column names collide")
+        self.pages.append(page)
+
+    # ------------------------------------------------------------ one page
+
+    def _convert(self, name: str, column: list[Any]) -> Any:
+        """One top-level column as an Arrow array.
+
+        The type found on an earlier page is tried first, which skips
+        inference; Arrow would silently turn a float into an int64 or a
+        bool into a double there, so such values send the column back to
+        inference, which gives the type pandas would infer.
+        """
+        import pyarrow as pa
+
+        known = self._types.get(name)
+        if known is not None:
+            try:
+                array = pa.array(column, type=known)
+            except (pa.ArrowException, OverflowError, TypeError, ValueError):
+                array = None
+            if array is not None and _fits(known, column):
+                return array
+        try:
+            array = pa.array(column)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+            raise _Irregular(f"values of {name!r} do not convert: {exc}") from None
+        if not _fits(array.type, column):
+            raise _Irregular(f"values of {name!r} change type or layout between records")
+        if not pa.types.is_null(array.type):
+            self._types[name] = array.type
+        return array
+
+    def _walk(self, page: _ArrowPage, names: list[str], arrays: list[Any],
+              columns: list[list[Any]] | None, prefix: str, missing: Any
+              ) -> list[_Node]:
+        """Record the layout below ``prefix`` and keep every leaf column.
+
+        ``columns`` holds the Python values of each name when already known
+        (top level); below it they are taken from ``parents`` on demand.
+        """
+        import pyarrow as pa
+
+        nodes = []
+        for index, name in enumerate(names):
+            path = f"{prefix}{self.sep}{name}" if prefix else name
+            array = arrays[index]
+            node = _Node(name, path)
+            kind = array.type
+            if pa.types.is_struct(kind) or pa.types.is_list(kind) \
+                    or pa.types.is_large_list(kind):
+                column = columns[index] if columns is not None else \
+                    self._children_values(page, prefix, name)
+                if pa.types.is_struct(kind):
+                    node.children = self._walk_struct(page, node, array, column, missing)
+                else:
+                    page.kept[path] = column
+            else:
+                page.leaves[path] = array
+            if missing is not None:
+                page.missing[path] = missing
+            nodes.append(node)
+        return nodes
+
+    def _walk_struct(self, page: _ArrowPage, node: _Node, array: Any,
+                     column: list[Any], missing: Any) -> list[_Node]:
+        import numpy as np
+
+        names = [array.type.field(i).name for i in range(array.type.num_fields)]
+        is_null = np.asarray(array.is_null())
+        if is_null.any():
+            page.nulls[node.path] = is_null
+            below = is_null if missing is None else (is_null | missing)
+        else:
+            below = missing
+        children = array.flatten()
+        page.parents[node.path] = column
+        nodes = self._walk(page, names, children, None, node.path, below)
+        del page.parents[node.path]
+        return nodes
+
+    @staticmethod
+    def _children_values(page: _ArrowPage, prefix: str, name: str) -> list[Any]:
+        """The Python values of ``prefix.name``; None below a null object."""
+        return [None if parent is None else parent[name]
+                for parent in page.parents[prefix]]
+
+    def _order(self, page: _ArrowPage) -> list[str]:
+        """The flattened column order json_normalize gives for this page."""
+        import numpy as np
+
+        if not page.nulls:
+            return _flat_names(page.layout, frozenset(), top=True)
+        paths = list(page.nulls)
+        codes = np.zeros(page.rows, dtype=np.int64)
+        for bit, path in enumerate(paths):
+            codes |= page.nulls[path].astype(np.int64) << bit
+        _, first = np.unique(codes, return_index=True)
+        order: dict[str, None] = {}
+        for row in sorted(first):
+            code = int(codes[row])
+            null = frozenset(p for bit, p in enumerate(paths) if code >> bit & 1)
+            order.update(dict.fromkeys(_flat_names(page.layout, null, top=True)))
+        return list(order)
+
+    # ------------------------------------------------------------ the frame
+
+    def frame(self) -> pd.DataFrame:
+        """The frame of every page added; raises ``_Irregular`` if types clash."""
+        import pandas as pd
+
+        self.flush()
+        order: dict[str, None] = {}
+        for page in self.pages:
+            order.update(dict.fromkeys(page.order))
+        kept = {path for page in self.pages for path in page.kept}
+        plans = {path: self._column_plan(path, path in kept) for path in order}
+        data = {}
+        for path in order:
+            data[path] = self._build_column(path, plans[path])
+        rows = sum(page.rows for page in self.pages)
+        return pd.DataFrame(data, index=pd.RangeIndex(rows), copy=False)
+
+    def _column_plan(self, path: str, kept: bool) -> Any:
+        """The Arrow type a column is built with (None: Python objects)."""
+        import pyarrow as pa
+
+        if kept:
+            return None
+        types = {page.leaves[path].type for page in self.pages if path in page.leaves}
+        types.discard(pa.null())
+        if len(types) <= 1:
+            return types.pop() if types else pa.null()
+        if types == {pa.int64(), pa.float64()}:
+            return pa.float64()
+        raise _Irregular(f"column {path!r} has values of types {sorted(map(str, types))}")
+
+    def _build_column(self, path: str, arrow_type: Any) -> Any:
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+
+        missing = np.concatenate([self._missing(page, path) for page in self.pages])
+        if arrow_type is None:
+            values = []
+            for page in self.pages:
+                values.extend(self._python_values(page, path))
+            self._release(path)
+            return _object_array(values, missing)
+        chunks = [self._arrow_values(page, path, arrow_type) for page in self.pages]
+        self._release(path)
+        chunked = pa.chunked_array(chunks, type=arrow_type)
+        del chunks
+        if pa.types.is_null(arrow_type):
+            if missing.any():
+                return np.full(len(missing), np.nan)
+            return np.full(len(missing), None, dtype=object)
+        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+            chunked = chunked.combine_chunks()
+        converted = chunked.to_pandas()
+        if missing.any() and converted.dtype == object:
+            converted = converted.to_numpy(dtype=object, copy=True)
+            converted[missing] = np.nan
+        return converted.values if isinstance(converted, pd.Series) else converted
+
+    def _release(self, path: str) -> None:
+        """Drop the pages' hold on a column once the frame has its own copy."""
+        for page in self.pages:
+            page.leaves.pop(path, None)
+            page.kept.pop(path, None)
+
+    def _missing(self, page: _ArrowPage, path: str) -> Any:
+        """Rows of a page where ``path`` is absent from the flattened record."""
+        import numpy as np
+
+        if path not in page.names:
+            return np.ones(page.rows, dtype=bool)
+        if path in page.nulls:
+            mask = ~page.nulls[path]
+            inherited = page.missing.get(path)
+            return mask if inherited is None else (mask | inherited)
+        inherited = page.missing.get(path)
+        return np.zeros(page.rows, dtype=bool) if inherited is None else inherited
+
+    def _arrow_values(self, page: _ArrowPage, path: str, arrow_type: Any) -> Any:
+        import pyarrow as pa
+
+        array = page.leaves.get(path)
+        if array is None or pa.types.is_struct(array.type):
+            return pa.nulls(page.rows, type=arrow_type)
+        if array.type == arrow_type:
+            return array
+        # Unsafe like numpy: an int64 too large for a double is rounded, as in pandas.
+        return array.cast(arrow_type, safe=False)
+
+    def _python_values(self, page: _ArrowPage, path: str) -> list[Any]:
+        if path in page.kept:
+            return page.kept[path]
+        if path in page.leaves:
+            return page.leaves[path].to_pylist()
+        return [None] * page.rows
+
+    # ------------------------------------------------------------ fallback
+
+    def records(self) -> list[dict[str, Any]]:
+        """The records of every page added, rebuilt for the plain path."""
+        out: list[dict[str, Any]] = []
+        for page in self.pages:
+            columns = {path: array.to_pylist() for path, array in page.leaves.items()}
+            columns.update(page.kept)
+            nulls = {path: mask.tolist() for path, mask in page.nulls.items()}
+            out.extend(_rebuild(page.layout, columns, nulls, row)
+                       for row in range(page.rows))
+        for records in self._pending:
+            out.extend(records)
+        return out
+
+
+def _fits(kind: Any, values: list[Any]) -> bool:
+    """Whether Arrow converted ``values`` to ``kind`` without changing one."""
+    import pyarrow as pa
+
+    if pa.types.is_int64(kind):
+        return float not in set(map(type, values))
+    if pa.types.is_float64(kind):
+        return bool not in set(map(type, values))
+    if not pa.types.is_struct(kind):
+        return True
+    present = [v for v in values if v is not None]
+    names = tuple(kind.field(i).name for i in range(kind.num_fields))
+    if present and set(map(tuple, present)) != {names}:
+        return False
+    for index, name in enumerate(names):
+        child = kind.field(index).type
+        checked = pa.types.is_int64(child) or pa.types.is_float64(child) \
+            or pa.types.is_struct(child)
+        if checked and not _fits(child, list(map(itemgetter(name), present))):
+            return False
+    return True
+
+
+def _rebuild(nodes: list[_Node], columns: dict[str, list[Any]],
+             nulls: dict[str, list[bool]], row: int) -> dict[str, Any]:
+    record = {}
+    for node in nodes:
+        if node.children is None:
+            record[node.name] = columns[node.path][row]
+        elif node.path in nulls and nulls[node.path][row]:
+            record[node.name] = None
+        else:
+            record[node.name] = _rebuild(node.children, columns, nulls, row)
+    return record
+
+
+def _flat_names(nodes: list[_Node], null: frozenset[str], *, top: bool) -> list[str]:
+    """Flattened keys in json_normalize's order; top-level scalars come first."""
+    scalars, nested = [], []
+    for node in nodes:
+        if node.children is not None and node.path not in null:
+            nested.extend(_flat_names(node.children, null, top=False))
+        elif top:
+            scalars.append(node.path)
+        else:
+            nested.append(node.path)
+    return scalars + nested
+
+
+def _object_array(values: list[Any], missing: Any) -> Any:
+    import numpy as np
+
+    array = np.empty(len(values), dtype=object)
+    for index, value in enumerate(values):
+        array[index] = value
+    if missing.any():
+        array[missing] = np.nan
+    return array
