@@ -8,6 +8,7 @@ JupyterLab leaks in. It is stopped by its process group id, never by name.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
@@ -51,6 +52,7 @@ def missing_tools() -> list[str]:
     missing = []
     if not Path(CHROMIUM).exists():
         missing.append(CHROMIUM)
+    importlib.invalidate_caches()  # install.sh may have just added them
     for module in ("playwright", "jupyterlab"):
         try:
             __import__(module)
@@ -59,7 +61,7 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def try_install(timeout: float = 900.0) -> str:
+def try_install(timeout: float = 420.0) -> str:
     """Run install.sh with this interpreter; returns its output's last lines."""
     try:
         done = subprocess.run(
