@@ -96,6 +96,8 @@ class SignInPanel:
         handler: an ``OAuth2Auth`` (or OIDC) handler of that connector.
         remote: force remote-kernel mode (None: guess).
         on_signed_in: called with the connector's identity after a sign-in.
+        open_browser: also open the sign-in page with the kernel's browser
+            (only the loopback way, which runs where the kernel runs).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class SignInPanel:
         remote: bool | None = None,
         on_signed_in: Callable[[Any], None] | None = None,
         poll_sleep: Callable[[float], None] | None = None,
+        open_browser: bool = True,
     ):
         self.connector = connector
         self.handler = handler
@@ -113,6 +116,7 @@ class SignInPanel:
         self.modes = sign_in_modes(handler, self.remote)
         self.on_signed_in = on_signed_in
         self._poll_sleep = poll_sleep
+        self.open_browser = open_browser
         self._pending: Any = None
         self._thread: threading.Thread | None = None
         self._callback: Secret | None = None
@@ -180,6 +184,10 @@ class SignInPanel:
             "Open the sign-in page",
             "The page sends you back here by itself once you have signed in.",
         )
+        if self.open_browser:
+            import webbrowser
+
+            webbrowser.open(self._pending.url)
         self._run(lambda: self._wait_loopback(receiver))
 
     def _wait_loopback(self, receiver: Any) -> None:

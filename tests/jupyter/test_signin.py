@@ -146,7 +146,7 @@ def test_paste_back_sign_in_keeps_the_pasted_address_out_of_widget_state(
 def test_browser_sign_in_catches_the_loopback_redirect(
     conn: Any, provider: OIDCProvider
 ) -> None:
-    panel = SignInPanel(conn, conn.auth[0], remote=False)
+    panel = SignInPanel(conn, conn.auth[0], remote=False, open_browser=False)
     panel.start("browser")
     url = _link(panel)
     redirect = _redirect_uri(url)
