@@ -369,7 +369,8 @@ class ResponseCache:
              response: requests.Response, stored_at: float | None = None) -> None:
         values = known_secrets()
         headers = {name: value for name, value in response.headers.items()
-                   if name.lower() not in DROPPED_HEADERS and not is_sensitive_name(name)}
+                   if name.lower() not in DROPPED_HEADERS
+                   and not is_sensitive_name(name)}
         meta = {
             "status": response.status_code, "reason": response.reason or "OK",
             "url": redact_url(request.url or ""),
@@ -509,6 +510,9 @@ class FrameSnapshot:
         bare.attrs = {}
         blob = pickle.dumps(bare, protocol=pickle.HIGHEST_PROTOCOL)
         if any(value.encode() in blob for value in known_secrets()):
+            return
+        if len(blob) > self.cache.size_limit // 4:
+            # One huge frame would evict everything else; its pages stay cached.
             return
         meta = {"kind": "frame", "stored_at": self.cache._clock(),
                 "mac": self.cache.key_of(blob), "attrs": attrs}

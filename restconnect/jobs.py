@@ -80,7 +80,9 @@ class Job(BaseModel):
         'parquet'
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    # A value put where a credential reference belongs must not be echoed.
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True,
+                              hide_input_in_errors=True)
 
     name: str | None = Field(None, description="names the job in logs and locks")
     connector: str = Field(description="a connector name or a spec file path")

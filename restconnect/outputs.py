@@ -509,7 +509,8 @@ def _quote(name: str) -> str:
 
 def _sql_type(dtype: Any) -> str:
     kind = getattr(dtype, "kind", "O")
-    return {"i": "INTEGER", "u": "INTEGER", "b": "INTEGER", "f": "REAL"}.get(kind, "TEXT")
+    types = {"i": "INTEGER", "u": "INTEGER", "b": "INTEGER", "f": "REAL"}
+    return types.get(kind, "TEXT")
 
 
 def _sql_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -618,8 +619,9 @@ class SqliteOutput(DatabaseOutput):
                                  f"{self._where_key()}", list(keys))
         names = ", ".join(_quote(c) for c in shaped.columns)
         marks = ", ".join("?" for _ in shaped.columns)
+        rows = list(shaped.itertuples(index=False, name=None))
         self._db.executemany(f"INSERT INTO {_quote(self.table)} ({names}) VALUES "
-                             f"({marks})", list(shaped.itertuples(index=False, name=None)))
+                             f"({marks})", rows)
         self.rows_written += len(shaped)
 
     def _ensure_columns(self, frame: pd.DataFrame) -> None:
@@ -692,7 +694,8 @@ class DuckDBOutput(DatabaseOutput):
                 kind = self._db.execute(
                     f"SELECT typeof({_quote(name)}) FROM restconnect_batch LIMIT 1"
                 ).fetchone()[0]
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(name)} {kind}")
+                self._db.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {_quote(name)} {kind}")
                 self._columns.append(name)
         if self.mode == "upsert":
             match = " AND ".join(f"b.{_quote(n)} = {table}.{_quote(n)}"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from cache_support import SPEC, connect_box, files_under, grep_tree, write_spec
+
 from restconnect import connect
 from restconnect.cache import (
     OFF,
@@ -237,7 +237,8 @@ def test_cache_files_are_private(fresh_sandbox, tmp_path, _isolated_home) -> Non
 
 
 def test_size_limit_evicts_old_entries(fresh_sandbox, tmp_path) -> None:
-    text = SPEC.replace("concurrency: 1\n", "concurrency: 1\ncache: {max_size_mb: 0.3}\n")
+    text = SPEC.replace("concurrency: 1\n",
+                        "concurrency: 1\ncache: {max_size_mb: 0.3}\n")
     conn = connect_box(fresh_sandbox, tmp_path, text=text)
     store = conn.http.cache.store
 

@@ -1,4 +1,4 @@
-"""Record and replay over real HTTP: the cassette holds no secret and replays offline."""
+"""Record and replay over real HTTP: cassettes hold no secret and replay offline."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import orjson
 import pandas as pd
 import pytest
 import requests
-
 from cache_support import SPEC, connect_box, write_spec
+
 from restconnect import connect
 from restconnect.cassette import Cassette, cassette_path, scrub_text
 from restconnect.exceptions import CacheError
@@ -111,7 +111,8 @@ def test_repeated_requests_replay_in_recorded_order(fresh_sandbox, tmp_path) -> 
     after = recorder.fetch("repos", per_page=100, max_pages=1)
 
     player = connect_box(fresh_sandbox, tmp_path, replay=str(tapes))
-    first, second = player.fetch("repos", max_pages=1), player.fetch("repos", max_pages=1)
+    first = player.fetch("repos", max_pages=1)
+    second = player.fetch("repos", max_pages=1)
 
     pd.testing.assert_frame_equal(first, before)
     pd.testing.assert_frame_equal(second, after)

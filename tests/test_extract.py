@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from cache_support import connect_box, write_spec
+
 from restconnect.exceptions import CredentialsMissing, ExtractError, SpecError
 from restconnect.jobs import CRASH_ENV, CRASH_EXIT, Job, _lock_folder
 
@@ -59,7 +59,8 @@ def read_output(path: Path) -> pd.DataFrame:
     elif path.suffix == ".csv":
         frame = pd.read_csv(path)
     elif path.suffix == ".jsonl":
-        frame = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
+        lines = path.read_text().splitlines()
+        frame = pd.DataFrame([json.loads(line) for line in lines])
     elif path.suffix == ".sqlite":
         with sqlite3.connect(path) as db:
             frame = pd.read_sql("SELECT * FROM issues", db)
@@ -271,7 +272,8 @@ def test_missing_credentials_exit_with_the_variable_to_set(fresh_sandbox,
     env = {k: v for k, v in os.environ.items() if k != "CACHEBOX_TOKEN"}
 
     done = subprocess.run(
-        [sys.executable, "-m", "restconnect.cli", "extract", str(tmp_path / "x.job.yaml")],
+        [sys.executable, "-m", "restconnect.cli", "extract",
+         str(tmp_path / "x.job.yaml")],
         env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
         stdin=subprocess.DEVNULL, timeout=60)
 
@@ -323,4 +325,5 @@ def test_python_api(token_env, tmp_path) -> None:
     listed = listed_repos(token_env, tmp_path)
     assert summary.rows == listed and summary.pages == 3
     with sqlite3.connect(tmp_path / "repos.sqlite") as db:
-        assert db.execute("SELECT COUNT(DISTINCT id) FROM repos").fetchone()[0] == listed
+        count = db.execute("SELECT COUNT(DISTINCT id) FROM repos").fetchone()[0]
+    assert count == listed

@@ -6,8 +6,8 @@ import os
 import stat
 
 import pytest
-
 from cache_support import connect_box
+
 from restconnect.exceptions import SpecError
 from restconnect.spec import IncrementalSpec
 from restconnect.state import Deduper, IncrementalPlan, StateStore, order_key
@@ -165,7 +165,8 @@ def test_filter_mode_builds_the_expression() -> None:
     assert built.params({"repo": "o/r"}) == {
         "repo": "o/r", "q": "repo:o/r updated:>=2024-05-01T00:00:00Z"}
     with pytest.raises(SpecError, match="names 'owner'"):
-        plan(state, mode="filter", filter="{owner} {cursor}", filter_param="q").params({})
+        plan(state, mode="filter", filter="{owner} {cursor}",
+             filter_param="q").params({})
 
 
 def test_order_key_compares_times_not_text() -> None:
