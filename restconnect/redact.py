@@ -13,7 +13,9 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit,
+)
 
 __all__ = [
     "MASK",
@@ -55,14 +57,16 @@ _MIN_SECRET_LENGTH = 4
 
 
 def register_secret(value: str | None) -> None:
-    """Mask ``value`` in every redacted text from now on."""
+    """Mask ``value``, and its URL-encoded forms, in every redacted text from now on."""
     global _pattern
     if not value or len(value) < _MIN_SECRET_LENGTH:
         return
+    # A key in a query string reaches urllib3's log line percent-encoded.
+    forms = {value, quote(value, safe=""), quote_plus(value)}
     with _lock:
-        if value in _secrets:
+        if forms <= _secrets:
             return
-        _secrets.add(value)
+        _secrets.update(forms)
         longest_first = sorted(_secrets, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(s) for s in longest_first))
 
