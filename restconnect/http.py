@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import logging
+import os
 import random
 import re
 import threading
@@ -42,6 +43,11 @@ logger = logging.getLogger(__name__)
 _MAX_REDIRECTS = 10
 _BODY_EXCERPT = 300
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+#: The variables requests reads for proxies and CA bundles of http(s) URLs.
+_ENVIRONMENT_NAMES = (
+    "http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+    "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUEST_METHOD",
+)
 
 
 def user_agent() -> str:
@@ -134,6 +140,7 @@ class HttpClient:
         self._sleep = sleep
         self._pace_lock = threading.Lock()
         self._next_slot = 0.0
+        self._environment_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.session = session or requests.Session()
         self._mount_adapters(pool_size)
         self.session.headers["User-Agent"] = user_agent()
@@ -255,8 +262,9 @@ class HttpClient:
             response = self.session.send(prepared, timeout=timeout, stream=stream,
                                          allow_redirects=False, **self._tls_settings(prepared))
             elapsed = (time.perf_counter() - started) * 1000
-            logger.debug("%s %s -> %s (%.0f ms)", prepared.method,
-                         self._redact(prepared.url), response.status_code, elapsed)
+            if logger.isEnabledFor(logging.DEBUG):  # the redaction costs, logged or not
+                logger.debug("%s %s -> %s (%.0f ms)", prepared.method,
+                             self._redact(prepared.url), response.status_code, elapsed)
             location = response.headers.get("Location")
             if not response.is_redirect or not location:
                 return response
@@ -290,12 +298,31 @@ class HttpClient:
         verify = self.ca_bundle
         for handler in self.auth:
             verify = getattr(handler, "verify", None) or verify
-        settings = self.session.merge_environment_settings(
-            prepared.url, {}, None, verify, None)
+        settings = self._environment_settings(prepared.url or "", verify)
         cert = next((getattr(h, "cert") for h in self.auth if getattr(h, "cert", None)),
                     None)
         return {"verify": settings["verify"], "proxies": settings["proxies"],
                 "cert": cert or self.session.cert}
+
+    def _environment_settings(self, url: str, verify: Any) -> dict[str, Any]:
+        """``merge_environment_settings``, kept per origin while its inputs stay put.
+
+        requests walks the whole environment twice per call to find proxies,
+        which costs more than the rest of a request to a nearby API; the key
+        holds every input, so a changed variable is still seen at once.
+        """
+        session = self.session
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, str(verify), session.trust_env,
+               str(session.verify), str(session.cert),
+               tuple(sorted(session.proxies.items())),
+               tuple(os.environ.get(name) for name in _ENVIRONMENT_NAMES))
+        settings = self._environment_cache.get(key)
+        if settings is None:
+            settings = session.merge_environment_settings(url, {}, None, verify, None)
+            if len(self._environment_cache) < 64:
+                self._environment_cache[key] = settings
+        return settings
 
     # ------------------------------------------------------------ retries
 
