@@ -227,7 +227,7 @@ class Connector:
 
     @property
     def identity(self) -> Any:
-        """Who is signed in: a method's verified identity (OIDC), else the check's answer."""
+        """Who is signed in: a method's verified identity (OIDC), else the check's."""
         for handler in self.auth:
             method = getattr(handler, "identity", None)
             found = method() if callable(method) else None

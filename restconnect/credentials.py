@@ -169,7 +169,8 @@ def _first_value(connector: str, request: FieldRequest, given: Mapping[str, Any]
 
 
 def find_values(connector: str, requests: Sequence[FieldRequest],
-                given: Mapping[str, Any], *, use_keyring: bool = True) -> dict[str, Any]:
+                given: Mapping[str, Any], *,
+                use_keyring: bool = True) -> dict[str, Any]:
     """What the chain finds for each field without asking anyone (None: nothing)."""
     return {request.field.name: _first_value(connector, request, given, use_keyring)
             for request in requests}
