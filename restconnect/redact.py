@@ -156,13 +156,24 @@ class _SecretFilter(logging.Filter):
 _SECRET_FILTER = _SecretFilter()
 
 #: Libraries whose DEBUG lines can carry a secret: urllib3 logs each request
-#: line, query string (and so a query-string API key) included.
-LIBRARY_LOGGERS = ("urllib3.connectionpool", "requests_oauthlib", "oauthlib")
+#: line, query string (and so a query-string API key) included; requests-oauthlib
+#: and oauthlib log signed headers and signatures (PLAINTEXT holds the secrets).
+#: A logger's filter does not apply to its children's records, so the loggers
+#: that emit are named one by one.
+LIBRARY_LOGGERS = (
+    "urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager",
+    "requests_oauthlib", "requests_oauthlib.oauth1_auth",
+    "requests_oauthlib.oauth1_session", "requests_oauthlib.oauth2_session",
+    "oauthlib", "oauthlib.oauth1.rfc5849", "oauthlib.oauth1.rfc5849.signature",
+)
 
 
 def redact_library_logs(names: Iterable[str] = LIBRARY_LOGGERS) -> None:
     """Mask registered secrets in the log records of third-party libraries."""
-    for name in names:
+    names = tuple(names)
+    existing = [name for name in list(logging.root.manager.loggerDict)
+                if name.startswith(tuple(f"{n}." for n in names))]
+    for name in (*names, *existing):
         library_logger = logging.getLogger(name)
         if _SECRET_FILTER not in library_logger.filters:
             library_logger.addFilter(_SECRET_FILTER)
