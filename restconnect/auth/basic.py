@@ -35,6 +35,12 @@ class BasicAuth(AuthMethod):
         request.headers["Authorization"] = _basic_auth_str(username, password)
         return request
 
+    def secrets(self) -> list[str]:
+        """The password and the Base64 pair the header carries (an echo may show it)."""
+        header = _basic_auth_str(self.credential("username") or "",
+                                 self.credential("password") or "")
+        return [*super().secrets(), header.split(" ", 1)[1]]
+
     def describe(self) -> dict[str, str]:
         return {"method": self.name, "user": self.credential("username") or ""}
 
