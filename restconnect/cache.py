@@ -455,8 +455,9 @@ class FrameSnapshot:
         self.key = ""
         if self.cache is not None and (self.policy.read or self.policy.write):
             material = orjson.dumps(
-                ["frame", connector.base_url, endpoint, sorted(params.items()),
-                 list(options), self.cache._identity()], default=str)
+                ["frame", connector.base_url, endpoint, spec.model_dump_json(),
+                 sorted(params.items()), list(options), self.cache._identity()],
+                default=str)
             self.key = self.cache.key_of(material)
 
     frame: pd.DataFrame | None = None
