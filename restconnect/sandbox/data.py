@@ -431,14 +431,15 @@ class Dataset:
 
     # ------------------------------------------------------------- changes
 
-    def touch(self, name: str, *, ids: list[Any] | None = None, count: int = 1,
-              create: int = 0) -> dict[str, Any]:
+    def touch(self, name: str, *, ids: list[Any] | None = None,
+              count: int | None = None, create: int = 0) -> dict[str, Any]:
         """Change some records of a collection so they look freshly updated.
 
         Args:
             name: ``issues``, ``invoices``, ``repos`` or ``customers``.
             ids: the records to change; by default ``count`` seeded-random ones.
-            count: how many records to pick when ``ids`` is not given.
+            count: how many records to pick when ``ids`` is not given; by
+                default one, or none when records are created.
             create: how many new records to add (``issues`` and ``invoices``).
 
         Returns:
@@ -451,10 +452,13 @@ class Dataset:
         self._dirty = True
         with collection.lock:
             stamp = self._next_stamp(collection)
+            if count is None:
+                count = 0 if create else 1
             chosen = self._pick(collection, ids, count)
             changed = {key: _changed(name, dict(collection.get(key)), stamp)
                        for key in chosen}
-            added = [self._new_row(name, collection, stamp) for _ in range(create)]
+            added = [self._new_row(name, collection, stamp, offset)
+                     for offset in range(create)]
             collection.replace(changed, added)
         return {"touched": chosen, "created": [row[collection.key] for row in added],
                 "updated_at": iso(stamp)}
@@ -475,19 +479,19 @@ class Dataset:
             raise KeyError(f"no {collection.name} with id {missing[0]!r}")
         return list(ids)
 
-    def _new_row(self, name: str, collection: Collection,
-                 stamp: float) -> dict[str, Any]:
+    def _new_row(self, name: str, collection: Collection, stamp: float,
+                 offset: int = 0) -> dict[str, Any]:
         rng = self._touch_rng
         template = dict(collection.rows[rng.randrange(len(collection.rows))])
         if name == "issues":
-            new_id = max(collection.index) + 1
+            new_id = max(collection.index) + 1 + offset
             template.update(id=new_id, number=new_id - 5000000, state="open",
                             closed_at=None, comments=0, created_at=iso(stamp))
         elif name == "invoices":
             template.update(id=self._object_id("in_"), status="open", amount_paid=0,
                             amount_remaining=template["amount_due"], paid_at=None,
                             created=int(stamp), due_date=int(stamp) + 30 * 86400,
-                            number=f"SBX-{len(collection.rows) + 1:06d}")
+                            number=f"SBX-{len(collection.rows) + 1 + offset:06d}")
         else:
             raise KeyError(f"records cannot be created in {name!r}")
         return _changed(name, template, stamp, mutate=False)

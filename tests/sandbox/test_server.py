@@ -390,3 +390,15 @@ def test_serve_prints_the_url_and_credentials_and_stops_on_ctrl_c():
     assert lines[0].strip() == f"restconnect sandbox listening on http://127.0.0.1:{port}"
     assert answer.json()["login"] == "demo"
     assert process.returncode == 0 and "stopped" in out
+
+
+def test_touch_creates_distinct_records_and_touches_none_by_default():
+    from restconnect.sandbox.data import Dataset
+
+    data = Dataset(seed=7, sizes={"issues": 20})
+    before = {row["id"]: row["updated_at"] for row in data.issues.rows}
+    result = data.touch("issues", create=3)
+    assert len(set(result["created"])) == 3
+    assert result["touched"] == []
+    after = {row["id"]: row["updated_at"] for row in data.issues.rows if row["id"] in before}
+    assert after == before
