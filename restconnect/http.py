@@ -280,6 +280,13 @@ class HttpClient:
         target = urljoin(prepared.url or "", location)
         method = prepared.method or "GET"
         keep_body = response.status_code in (307, 308)
+        same_origin = _origin(target) == origin
+        if keep_body and not same_origin and (base.json is not None or base.data):
+            # A token or login body holds the credentials themselves.
+            raise TransportError(
+                f"{self.connector}: {response.status_code} redirect of {method} "
+                f"{self._redact(prepared.url)} to another host "
+                f"({self._redact(target)}); the request body is not re-sent there")
         if response.status_code == 303 or (not keep_body and method == "POST"):
             method = "GET"
         headers = {k: v for k, v in base.headers.items()
@@ -287,7 +294,6 @@ class HttpClient:
         follow = requests.Request(method, target, headers=headers,
                                   json=base.json if keep_body else None,
                                   data=base.data if keep_body else None)
-        same_origin = _origin(target) == origin
         if not same_origin:
             logger.debug("redirect to another host: credentials not forwarded")
         return self._prepare(follow, handlers if same_origin else [])
