@@ -3,7 +3,8 @@
 ``python -m benchmarks.clients CLIENT --base-url URL --kind link ...`` fetches
 every page, builds the flattened DataFrame and prints one JSON line: the wall
 time from the first request to the finished frame, the frame's shape, and the
-process's resident memory before the first request and at its peak.
+process's resident memory before the first request and at its peak, and the
+CPU time the process spent (all threads; imports excluded).
 
 Clients:
 
@@ -301,9 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     client = CLIENTS[args.client]
     _warm_imports(args.client)
     before = _rss_mb()
+    cpu = time.process_time()
     frame, seconds = client(args)
-    result = {"client": args.client, "seconds": seconds, "rss_before_mb": before,
-              "peak_rss_mb": _peak_mb(), **_describe(frame)}
+    cpu = time.process_time() - cpu
+    result = {"client": args.client, "seconds": seconds, "cpu_seconds": cpu,
+              "rss_before_mb": before, "peak_rss_mb": _peak_mb(), **_describe(frame)}
     print(json.dumps(result), flush=True)
     return 0
 
@@ -313,6 +316,7 @@ def _warm_imports(client: str) -> None:
     if client == "socket":
         return
     import pandas  # noqa: F401  (the same start for every client)
+    import pyarrow  # noqa: F401  (pandas 3 stores strings in it, so every client loads it)
     import requests  # noqa: F401
 
 

@@ -160,7 +160,7 @@ def _ratio(scenario: Scenario, label: str, base: str, key: str) -> str:
     """Median and range of the per-round ratios label/base for ``key``."""
     mine, theirs = scenario.results.get(label, []), scenario.results.get(base, [])
     ratios = [a[key] / b[key] for a, b in zip(mine, theirs)
-              if "error" not in a and "error" not in b and b[key]]
+              if "error" not in a and "error" not in b and b.get(key) and key in a]
     if not ratios:
         return "n/a"
     text = f"{statistics.median(ratios):.2f}x"
@@ -174,6 +174,7 @@ def table(scenario: Scenario) -> str:
     bases = [b for b in scenario.baselines if b in scenario.results]
     head = ["client", "median s", "records/s", "peak RSS MB"]
     head += [f"time vs {b}" for b in bases] + [f"RSS vs {b}" for b in bases[:1]]
+    head += [f"CPU vs {b}" for b in bases[:1]]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, runs in scenario.results.items():
         good = _ok(runs)
@@ -186,6 +187,7 @@ def table(scenario: Scenario) -> str:
                  f"{scenario.records / seconds:,.0f}", f"{peak:.0f}"]
         cells += [_ratio(scenario, label, b, "seconds") for b in bases]
         cells += [_ratio(scenario, label, b, "peak_rss_mb") for b in bases[:1]]
+        cells += [_ratio(scenario, label, b, "cpu_seconds") for b in bases[:1]]
         rows.append("| " + " | ".join(cells) + " |")
     text = f"### {scenario.title}\n\n" + "\n".join(rows)
     return text + (f"\n\n{scenario.note}" if scenario.note else "")
@@ -206,6 +208,9 @@ def sequential(url: str, kind: str, records: int) -> Scenario:
              ("hand", "tuned", "dlt")]
     cases.append(Case("restconnect", _argv("restconnect", base, kind, records,
                                            "--concurrency", "1")))
+    if kind in ("link", "offset", "page"):
+        cases.append(Case("restconnect, default concurrency",
+                          _argv("restconnect", base, kind, records)))
     if kind == "link":
         cases.append(Case("socket (no parsing)", _argv("socket", base, kind, records)))
     return Scenario(f"sequential, {kind} pagination, {records:,} records", cases,

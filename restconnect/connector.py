@@ -18,7 +18,7 @@ from restconnect.auth import get_auth_method
 from restconnect.auth.base import AuthContext, AuthMethod
 from restconnect.catalog import resolve_spec
 from restconnect.credentials import FieldRequest, resolve_credentials
-from restconnect.decoding import decode_body, extract_records, search_path
+from restconnect.decoding import decode_body, extract_records, paused_gc, search_path
 from restconnect.exceptions import (
     CredentialsMissing,
     HTTPStatusError,
@@ -364,13 +364,14 @@ class Connector:
                                             columns=spec.columns, explode=explode))
         result = FetchResult(self.name, endpoint, params)
         bar = self._progress_bar(endpoint, spec, limit, progress)
-        for page in self._pages(endpoint, spec, params, result, limit=limit,
-                                max_pages=max_pages, cache=cache,
-                                concurrency=concurrency):
-            builder.add_page(page.records)
-            bar.page(page)
-        bar.close()
-        frame = builder.finish()
+        with paused_gc():  # pages make many short-lived containers, none cyclic
+            for page in self._pages(endpoint, spec, params, result, limit=limit,
+                                    max_pages=max_pages, cache=cache,
+                                    concurrency=concurrency):
+                builder.add_page(page.records)
+                bar.page(page)
+            bar.close()
+            frame = builder.finish()
         frame.attrs["restconnect"] = result.as_dict()
         snapshot.save(frame)
         return frame

@@ -12,6 +12,8 @@ import gc
 import io
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +21,7 @@ import orjson
 
 from restconnect.exceptions import ResponseError
 
-__all__ = ["decode_body", "extract_records", "parse_json", "search_path"]
+__all__ = ["decode_body", "extract_records", "parse_json", "paused_gc", "search_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,24 @@ def decode_body(content: bytes, content_type: str, *, fmt: str = "auto",
         raise ResponseError(_not_json_message(content, content_type, where, exc)) from None
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a block, if it is running.
+
+    A fetch allocates and frees many containers that never form cycles, and
+    every allocation burst triggers collection passes over them; nested uses
+    and a collector the caller already paused are left alone.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def parse_json(content: bytes) -> Any:
     """JSON bytes to Python, with the garbage collector paused.
 
@@ -83,16 +103,11 @@ def parse_json(content: bytes) -> Any:
     Raises:
         ValueError: the bytes are not JSON.
     """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return json.loads(content)
-    finally:
-        if paused:
-            gc.enable()
+    with paused_gc():
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return json.loads(content)
 
 
 def _kind_from_type(content_type: str, content: bytes) -> str:
