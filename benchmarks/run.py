@@ -382,8 +382,8 @@ def _extract(args: argparse.Namespace) -> Scenario:
     with tempfile.TemporaryDirectory(prefix="rc-bench-out-") as out_dir, \
             Server(args.extract_records) as server:
         scenario = extract(server.url, args.extract_records, out_dir)
-        if not _has("restconnect.extract"):
-            scenario.note = "skipped: restconnect.extract is not there yet"
+        if not _has("restconnect.jobs"):
+            scenario.note = "skipped: restconnect extract (restconnect.jobs) is not there yet"
             return scenario
         measure(scenario, 1 if args.quick else args.repeats, args.timeout)
     return scenario
