@@ -9,6 +9,7 @@ import logging
 import ssl
 import threading
 import traceback
+import uuid
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +39,7 @@ endpoints:
     primary_key: id
     params: {{sort: updated, direction: asc}}
     incremental: {{field: updated_at, mode: param, param: since}}
+    pagination: {{kind: link_header, page_size: 100, page_size_param: per_page}}
   customers:
     path: /pay/customers
     records: data
@@ -82,8 +84,10 @@ def exception_text(exc: BaseException) -> str:
 class Audit:
     """Collects secrets and every place they must not be, then checks them all."""
 
-    def __init__(self, secrets: Iterable[str], caplog: Any, capfd: Any, home: Path):
+    def __init__(self, secrets: Iterable[str], caplog: Any, capfd: Any, home: Path,
+                 recwarn: Any = None):
         self.caplog, self.capfd, self.home = caplog, capfd, home
+        self.recwarn = recwarn
         self.needles: set[str] = set()
         self.texts: list[tuple[str, str]] = []
         self.folders: list[Path] = [home]
@@ -114,6 +118,7 @@ class Audit:
         places = list(self.texts)
         places += [(f"log {r.name}", r.getMessage()) for r in self.caplog.records]
         places.append(("log text", self.caplog.text))
+        places += [("warning", str(w.message)) for w in self.recwarn or ()]
         out, err = self.capfd.readouterr()
         places += [("stdout", out), ("stderr", err)]
         for folder in self.folders:
@@ -137,7 +142,8 @@ def audit_logging(caplog: Any) -> None:
 class Recorder(ThreadingHTTPServer):
     """A loopback server that redirects and records every request.
 
-    ``GET /hop/http__host:port/path`` answers 302 to ``http://host:port/path``;
+    ``/hop/http__host:port/path`` answers 302 to ``http://host:port/path``
+    (``/hop307/...`` a 307); ``/cookie...`` sets a session cookie;
     ``/echo/<status>`` answers that status with the request it got (line,
     headers and body) as its JSON body, as careless APIs do; any other path
     answers 200 with JSON. Every request's line and headers are kept in ``seen``.
@@ -150,7 +156,9 @@ class Recorder(ThreadingHTTPServer):
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.seen: list[dict[str, Any]] = []
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.cookie = uuid.uuid4().hex
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     @property
@@ -173,9 +181,10 @@ class _RecorderHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode("latin-1") if length else ""
         server.seen.append({"line": self.requestline, "headers": dict(self.headers),
                             "body": body})
-        if self.path.startswith("/hop/"):
-            target = self.path[len("/hop/"):].replace("__", "://", 1)
-            self.send_response(302)
+        if self.path.startswith(("/hop/", "/hop307/")):
+            hop, _, target = self.path[1:].partition("/")
+            target = target.replace("__", "://", 1)
+            self.send_response(307 if hop == "hop307" else 302)
             self.send_header("Location", target)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -185,6 +194,8 @@ class _RecorderHandler(BaseHTTPRequestHandler):
             status = int(self.path.split("/")[2][:3])
             body = json.dumps(server.seen[-1]).encode()
         self.send_response(status)
+        if self.path.startswith("/cookie"):
+            self.send_header("Set-Cookie", f"sid={server.cookie}; HttpOnly")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
