@@ -586,9 +586,12 @@ class TokenAuth(AuthMethod):
         except ValueError:
             body = None
         if not isinstance(body, dict):
+            # Not quoted: a form-encoded or odd token answer holds a token no
+            # one has registered for masking yet.
+            kind = response.headers.get("Content-Type") or "no Content-Type"
             raise AuthError(
                 f"the {what} answered HTTP {response.status_code} without "
-                f"a JSON object: {redact_text(response.text[:200])!r}",
+                f"a JSON object ({kind}, {len(response.content)} bytes)",
                 connector=self.context.connector,
                 method=self.name,
             )
