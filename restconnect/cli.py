@@ -113,9 +113,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from restconnect.connector import connect
 
     params = parse_params(args.param)
-    conn = connect(args.connector, base_url=args.base_url, interactive=False)
+    conn = connect(args.connector, base_url=args.base_url)
     frame = conn.fetch(args.endpoint, limit=args.limit, max_pages=args.max_pages,
-                       **params)
+                       params=params)
     if args.output:
         write_frame(frame, args.output)
         meta = frame.attrs.get("restconnect", {})
@@ -188,9 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_commands.required = True
     serve = _add(sandbox_commands, "serve", _cmd_sandbox, "serve the sandbox until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=_port, default=8765)
     _add_extra_commands(commands)
     return parser
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0 to 65535)")
+    return number
 
 
 def _add(commands: Any, name: str, func: Callable[[argparse.Namespace], int] | None,
@@ -236,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (head, less) went away; nothing more to say.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"restconnect: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -345,6 +345,7 @@ class Connector:
             The records, with ``df.attrs["restconnect"]`` describing the fetch.
         """
         params = {**(params or {}), **more_params}
+        _check_bounds(limit, max_pages)
         if incremental:
             from restconnect.state import fetch_incremental
 
@@ -409,6 +410,7 @@ class Connector:
                    **more_params: Any) -> Iterator[Page]:
         """Yield each page as it arrives (``page.records`` holds its records)."""
         params = {**(params or {}), **more_params}
+        _check_bounds(limit, max_pages)
         spec = self.endpoint(endpoint)
         result = FetchResult(self.name, endpoint, params)
         yield from self._pages(endpoint, spec, params, result, limit=limit,
@@ -593,6 +595,17 @@ class Connector:
                               self.http._redact(response.url), connector=self.name,
                               endpoint=where.split(".", 1)[1], reason=message,
                               response=response)
+
+
+def _check_bounds(limit: Any, max_pages: Any) -> None:
+    """``limit`` and ``max_pages`` are whole numbers of at least 1, or None."""
+    for name, value in (("limit", limit), ("max_pages", max_pages)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number of at least 1, got "
+                             f"{value!r}; pass API parameters of that name as "
+                             f"params={{{name!r}: ...}}")
 
 
 def _pages_needed(planned: list[PageRequest], first: Page, result: FetchResult,

@@ -282,7 +282,7 @@ def run_job(job: Job, *, store: StateStore | None = None,
     """
     from filelock import FileLock, Timeout
 
-    lock_path = _lock_folder() / f"{job.job_id}.lock"
+    lock_path = _lock_path(job)
     try:
         with FileLock(str(lock_path), timeout=lock_timeout):
             return _run_locked(job, store or StateStore())
@@ -291,17 +291,15 @@ def run_job(job: Job, *, store: StateStore | None = None,
                            f"(lock {lock_path}); not starting a second one") from None
 
 
-def _lock_folder() -> Path:
-    home = os.environ.get("RESTCONNECT_HOME")
-    if home:
-        folder = Path(home).expanduser() / "locks"
-    else:
-        import platformdirs
-
-        folder = Path(platformdirs.user_state_dir("restconnect", appauthor=False)) / \
-            "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def _lock_path(job: Job) -> Path:
+    """The lock file, beside the output so every user and scheduler sees it."""
+    output = Path(job.output.path).expanduser()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExtractError(f"{job.label}: cannot create the output folder "
+                           f"{output.parent}: {exc.strerror}") from None
+    return output.parent / f".{output.name}.restconnect-lock"
 
 
 def _run_locked(job: Job, store: StateStore) -> Summary:
@@ -314,6 +312,11 @@ def _run_locked(job: Job, store: StateStore) -> Summary:
                             "cursor, so the job cannot be incremental",
                             source=connector.name,
                             path=f"endpoints.{job.endpoint}.incremental")
+        if job.incremental and job.output.mode == "replace":
+            raise SpecError(
+                "an incremental run fetches only what changed, so mode 'replace' "
+                "would replace the output with those rows alone; use 'upsert' "
+                "(with a primary_key) or 'append'", source=job.label, path="output.mode")
         scope = str(Path(job.output.path).expanduser().resolve())
         key = store.key(connector.name, job.endpoint, job.params, scope=scope)
         output = make_output(job.output, incremental=job.incremental,
@@ -392,7 +395,7 @@ def _pages(job: Job, connector: Connector, plan: IncrementalPlan | None,
            params: Mapping[str, Any], summary: Summary) -> Any:
     cache = 0 if job.cache and plan else None
     pages = connector.iter_pages(job.endpoint, max_pages=job.max_pages, cache=cache,
-                                 concurrency=job.concurrency, **params)
+                                 concurrency=job.concurrency, params=params)
     try:
         for page in pages:
             summary.pages += 1

@@ -225,6 +225,18 @@ class EndpointSpec(_Model):
     incremental: IncrementalSpec | None = None
     parent: ParentSpec | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/' (it is appended to base_url), "
+                             f"got {value!r}")
+        stripped = re.sub(r"{[A-Za-z_][A-Za-z0-9_]*}", "", value)
+        if "{" in stripped or "}" in stripped:
+            raise ValueError(f"placeholders are written {{name}} with a letter or _ "
+                             f"first; {value!r} has an unmatched or empty brace")
+        return value
+
     @property
     def path_params(self) -> list[str]:
         """Names of the ``{placeholders}`` in the path, in order."""

@@ -84,3 +84,31 @@ def test_http_error_exit_code_and_one_line(sandbox):
     assert result.returncode == 3
     assert result.stderr.count("\n") == 1
     assert "wrong-token-value" not in result.stderr
+
+
+def test_p_limit_is_an_api_parameter_not_the_row_cap(sandbox, tmp_path):
+    env = {"RESTCONNECT_SANDBOX_TOKEN": sandbox.credentials["token"]}
+    out = tmp_path / "payments.csv"
+    result = run("fetch", "sandbox", "payments", "--base-url", sandbox.url,
+                 "-p", "limit=5", "-o", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    expected = len(sandbox.connect("sandbox", cache=False).fetch("payments"))
+    assert len(rows) == expected > 5
+
+
+def test_unwritable_output_is_one_line(sandbox, tmp_path):
+    env = {"RESTCONNECT_SANDBOX_TOKEN": sandbox.credentials["token"]}
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("fetch", "sandbox", "labels", "--base-url", sandbox.url,
+                 "-o", str(blocker / "x.csv"), env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_sandbox_serve_rejects_a_bad_port():
+    result = run("sandbox", "serve", "--port", "99999")
+    assert result.returncode == 2
+    assert "not a TCP port" in result.stderr

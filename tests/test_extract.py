@@ -16,7 +16,7 @@ import pytest
 from cache_support import connect_box, write_spec
 
 from restconnect.exceptions import CredentialsMissing, ExtractError, SpecError
-from restconnect.jobs import CRASH_ENV, CRASH_EXIT, Job, _lock_folder
+from restconnect.jobs import CRASH_ENV, CRASH_EXIT, Job, _lock_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -289,10 +289,13 @@ def test_a_second_run_of_the_same_job_is_refused(token_env, tmp_path) -> None:
     job_file = tmp_path / "i.job.yaml"
     job.save(job_file)
 
-    with FileLock(str(_lock_folder() / f"{job.job_id}.lock")):
+    with FileLock(str(_lock_path(job))):
         with pytest.raises(ExtractError, match="another run of this job"):
             job.run()
-        done = run_cli("extract", str(job_file))
+        # Another user or scheduler has another restconnect home: the lock
+        # sits beside the output, so it still sees the run in progress.
+        other_home = {"RESTCONNECT_HOME": str(tmp_path / "other-home")}
+        done = run_cli("extract", str(job_file), env=other_home)
 
     assert done.returncode == ExtractError.exit_code == 8
     assert "in progress" in done.stderr
@@ -327,3 +330,17 @@ def test_python_api(token_env, tmp_path) -> None:
     with sqlite3.connect(tmp_path / "repos.sqlite") as db:
         count = db.execute("SELECT COUNT(DISTINCT id) FROM repos").fetchone()[0]
     assert count == listed
+
+
+def test_incremental_replace_is_refused(token_env, tmp_path) -> None:
+    job = make_job(token_env, tmp_path, {"path": str(tmp_path / "i.parquet"),
+                                          "mode": "replace"}, incremental=True)
+    with pytest.raises(SpecError, match="would replace the output with those rows"):
+        job.run()
+    assert not (tmp_path / "i.parquet").exists()
+
+
+def test_a_job_parameter_named_limit_goes_to_the_api(token_env, tmp_path) -> None:
+    job = make_job(token_env, tmp_path, str(tmp_path / "r.csv"), endpoint="repos",
+                   params={"limit": 5})
+    assert job.run().rows == listed_repos(token_env, tmp_path) > 5

@@ -316,3 +316,11 @@ def test_concurrent_pages_stop_at_max_pages_and_limit(sandbox):
     frame = conn.fetch("payments", limit=first_page + 1)
     assert len(frame) == first_page + 1
     assert sandbox.stats["total"] == 3
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("limit", "5"), ("limit", 0), ("limit", -1), ("max_pages", 0), ("max_pages", True)])
+def test_nonsense_limits_are_refused_before_sending(server, option, value):
+    with pytest.raises(ValueError, match=f"{option} must be a whole number"):
+        make(server).fetch("items", **{option: value})
+    assert server.requests_to("/items") == []

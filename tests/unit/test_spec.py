@@ -159,3 +159,15 @@ def test_cli_validate_reports_errors(tmp_path):
     assert run.returncode == 2
     assert "good.yaml: ok" in run.stdout
     assert "endpoints.items.methd" in run.stderr and "did you mean 'method'" in run.stderr
+
+
+@pytest.mark.parametrize(("path", "problem"), [
+    ("code/issues", "must start with '/'"),
+    ("/users/{login", "unmatched or empty brace"),
+    ("/users/{}/repos", "unmatched or empty brace"),
+])
+def test_bad_endpoint_paths_are_caught_by_validation(path, problem):
+    with pytest.raises(SpecError) as info:
+        parse_spec(MINIMAL.replace("path: /items", f"path: '{path}'"))
+    assert info.value.path == "endpoints.items.path"
+    assert problem in str(info.value)
