@@ -144,6 +144,8 @@ class Recorder(ThreadingHTTPServer):
 
     ``/hop/http__host:port/path`` answers 302 to ``http://host:port/path``
     (``/hop307/...`` a 307); ``/cookie...`` sets a session cookie;
+    ``/token-form``, ``/token-cut`` and ``/token-html`` answer 200 with a
+    token (``cookie``) in a body that is not a JSON object;
     ``/echo/<status>`` answers that status with the request it got (line,
     headers and body) as its JSON body, as careless APIs do; any other path
     answers 200 with JSON. Every request's line and headers are kept in ``seen``.
@@ -193,6 +195,8 @@ class _RecorderHandler(BaseHTTPRequestHandler):
         if self.path.startswith("/echo/"):
             status = int(self.path.split("/")[2][:3])
             body = json.dumps(server.seen[-1]).encode()
+        if self.path.startswith("/token-"):
+            body = self._odd_token_answer(server.cookie)
         self.send_response(status)
         if self.path.startswith("/cookie"):
             self.send_header("Set-Cookie", f"sid={server.cookie}; HttpOnly")
@@ -200,6 +204,14 @@ class _RecorderHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _odd_token_answer(self, token: str) -> bytes:
+        kind = self.path[len("/token-"):]
+        if kind == "form":
+            return f"access_token={token}&token_type=bearer&scope=repo".encode()
+        if kind == "cut":
+            return f'{{"access_token": "{token}", "token_type'.encode()
+        return f"<html><body>signed in, token {token}</body></html>".encode()
 
     do_POST = do_GET
 

@@ -531,6 +531,23 @@ def test_a_token_endpoint_echoing_the_request(sandbox, audit, hosts, tmp_path,
     audit.check()
 
 
+@pytest.mark.parametrize("method", ["oauth2_cc", "jwt_login"])
+@pytest.mark.parametrize("answer", ["form", "cut", "html"])
+def test_an_unreadable_token_answer_is_not_quoted(sandbox, audit, hosts, tmp_path,
+                                                  method, answer) -> None:
+    server, _ = hosts
+    audit.add_secrets(server.cookie)
+    auth = auth_block(method, server.url).replace("/oauth/token", f"/token-{answer}")
+    auth = auth.replace("/auth/login", f"/token-{answer}")
+    spec = write_spec(tmp_path, f"leak_odd_{method}", auth, server.url)
+    with pytest.raises(RestConnectError) as failed:
+        conn = connect(str(spec), base_url=server.url, **credentials(sandbox, method))
+        conn.get("/landed")
+    assert server.seen[0]["line"].startswith(f"POST /token-{answer}")
+    audit.see("odd token answer", failed.value)
+    audit.check()
+
+
 def test_oauth1_library_logs_are_masked_too(sandbox, audit, hosts, tmp_path) -> None:
     """PLAINTEXT signing puts both secrets in requests-oauthlib's DEBUG lines."""
     server, _ = hosts
