@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import tempfile
+from pathlib import Path
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -243,16 +246,59 @@ def serve(host: str = "127.0.0.1", port: int = 8765, **options: Any) -> None:
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("the sandbox's control endpoints need no credentials; "
                        "listening on %s exposes them beyond this machine", host)
-    box = Sandbox(host, port, **options)
-    print(f"restconnect sandbox listening on {box.url}")
-    print(f"  export RESTCONNECT_SANDBOX_URL={box.url}")
-    for key, value in box.credentials.items():
-        if isinstance(value, list):
-            value = ",".join(value)
-        if "\n" not in value:
-            print(f"  {key}: {value}")
-    print("Press Ctrl-C to stop.", flush=True)
     try:
-        box.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped")
+        box = Sandbox(host, port, **options)
+    except OSError as exc:
+        from restconnect.exceptions import RestConnectError
+
+        raise RestConnectError(f"cannot listen on {host}:{port}: {exc.strerror}; "
+                               "choose another port with --port") from None
+    if threading.current_thread() is threading.main_thread():
+        # Stop as on Ctrl-C, so the key files below are removed on SIGTERM too.
+        signal.signal(signal.SIGTERM, _interrupt)
+    with tempfile.TemporaryDirectory(prefix="restconnect-sandbox-") as keys:
+        print(f"restconnect sandbox listening on {box.url}")
+        print("Set these to use the bundled sandbox specs from a shell:")
+        print(f"  export RESTCONNECT_SANDBOX_URL={box.url}")
+        for line in _export_lines(box, Path(keys)):
+            print(f"  {line}")
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            box.serve_forever()
+        except KeyboardInterrupt:
+            print("stopped")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _export_lines(box: Sandbox, folder: Path) -> list[str]:
+    """``export VAR=value`` for every credential field of the bundled sandbox specs.
+
+    Multi-line values (PEM keys) go to 0600 files in ``folder`` and are read
+    with ``$(cat ...)``.
+    """
+    from restconnect.auth import get_auth_method
+    from restconnect.catalog import list_specs
+    from restconnect.credentials import FieldRequest, env_names
+
+    lines: dict[str, str] = {}
+    for name in sorted(n for n in list_specs() if n.startswith("sandbox")):
+        spec = box.spec(name)
+        values = box.credentials_for(spec)
+        for entry in spec.auth_entries:
+            for field in get_auth_method(entry.method).fields:
+                value = values.get(field.name)
+                if value is None:
+                    continue
+                value = ",".join(value) if isinstance(value, list) else str(value)
+                variable = env_names(spec.name, FieldRequest(
+                    field, entry.method, entry.env.get(field.name)))[0]
+                if "\n" in value:
+                    path = folder / f"{variable.lower()}.pem"
+                    path.write_text(value)
+                    path.chmod(0o600)
+                    value = f'"$(cat {path})"'
+                lines.setdefault(variable, f"export {variable}={value}")
+    return list(lines.values())
