@@ -133,13 +133,29 @@ def write_frame(frame: Any, path: str) -> None:
     """Write a frame as CSV, Parquet or JSON Lines, by file extension."""
     lowered = path.lower()
     if lowered.endswith(".csv"):
-        frame.to_csv(path, index=False)
+        _json_cells(frame).to_csv(path, index=False)
     elif lowered.endswith((".parquet", ".pq")):
         frame.to_parquet(path, index=False)
     elif lowered.endswith((".jsonl", ".ndjson")):
         frame.to_json(path, orient="records", lines=True, date_format="iso")
     else:
         usage_error(f"cannot tell the format of {path!r}; use .csv, .parquet or .jsonl")
+
+
+def _json_cells(frame: Any) -> Any:
+    """Lists and objects as JSON text, as extract jobs write them to CSV."""
+    import orjson
+
+    nested = [column for column in frame.columns if frame[column].map(
+        lambda value: isinstance(value, (list, dict))).any()]
+    if not nested:
+        return frame
+    copy = frame.copy()
+    for column in nested:
+        copy[column] = copy[column].map(
+            lambda value: orjson.dumps(value).decode()
+            if isinstance(value, (list, dict)) else value)
+    return copy
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ dropped, then the new rows are added).
 from __future__ import annotations
 
 import logging
+import difflib
 import os
 import shutil
 import tempfile
@@ -74,10 +75,14 @@ class OutputSpec:
         if isinstance(value, (str, os.PathLike)):
             return cls(path=str(value))
         if isinstance(value, Mapping):
-            unknown = set(value) - {"path", "format", "mode", "table"}
+            known = ("path", "format", "mode", "table")
+            unknown = sorted(set(value) - set(known))
             if unknown:
-                raise SpecError(f"unknown output keys: {', '.join(sorted(unknown))}; "
-                                "known: path, format, mode, table", path="output")
+                key = unknown[0]
+                hint = difflib.get_close_matches(key, known, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise SpecError(f"unknown key {key!r}{suggestion} (known: "
+                                f"{', '.join(known)})", path=f"output.{key}")
             return cls(**value)
         raise SpecError(f"output must be a path or a mapping, got {value!r}",
                         path="output")

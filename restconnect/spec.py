@@ -326,6 +326,7 @@ def parse_spec(text: str, *, source: str = "<string>") -> ConnectorSpec:
     spec.source = source
     _check_auth(spec)
     _check_endpoints(spec)
+    _check_headers(spec)
     return spec
 
 
@@ -385,16 +386,27 @@ def _describe(error: Any, root: type[BaseModel]) -> str:
         return f"unknown key {key!r}" + (f"; did you mean {hint!r}?" if hint else "")
     if kind == "missing":
         return "required key is missing"
+    got = error.get("input")
+    hidden = _may_hold_secret(error["loc"])
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return f"got {error.get('input')!r}; expected one of {expected}"
+        shown = f"a {type(got).__name__}" if hidden else repr(got)
+        return f"got {shown}; expected one of {expected}"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-    got = error.get("input")
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{message[0].lower()}{message[1:]}, got {type(got).__name__} {got!r}"
+        shown = f"a {type(got).__name__}" if hidden else f"{type(got).__name__} {got!r}"
+        return f"{message[0].lower()}{message[1:]}, got {shown}"
     return message
+
+
+def _may_hold_secret(loc: tuple[Any, ...]) -> bool:
+    """Whether a wrong value at this key path could be a credential typed in."""
+    from restconnect.redact import is_sensitive_name
+
+    return any(str(part) in ("auth", "headers", "params", "body")
+               or is_sensitive_name(str(part)) for part in loc)
 
 
 def _did_you_mean(key: str, loc: tuple[Any, ...], root: type[BaseModel]) -> str | None:
@@ -451,9 +463,11 @@ def _check_auth(spec: ConnectorSpec) -> None:
                     source=spec.source, path=f"{path}.{key}")
         for key in entry.env:
             if key not in fields:
+                hint = difflib.get_close_matches(key, list(fields), n=1)
+                suggestion = f"did you mean {hint[0]!r}? " if hint else ""
                 raise SpecError(
                     f"'env' names {key!r}, which method {entry.method!r} does not use; "
-                    f"its fields are: {', '.join(fields) or 'none'}",
+                    f"{suggestion}its fields are: {', '.join(fields) or 'none'}",
                     source=spec.source, path=f"{path}.env.{key}")
         options = {k: v for k, v in entry.options().items() if k not in fields}
         try:
@@ -481,6 +495,23 @@ def _check_endpoints(spec: ConnectorSpec) -> None:
         for key, path in (("records", endpoint.records),):
             if path:
                 _check_jmespath(path, spec.source, f"endpoints.{name}.{key}")
+
+
+def _check_headers(spec: ConnectorSpec) -> None:
+    """Refuse a credential header written in the spec (Authorization, X-API-Key...)."""
+    from restconnect.redact import SENSITIVE_HEADERS
+
+    places = [("headers", spec.headers)] + [
+        (f"endpoints.{name}.headers", e.headers) for name, e in spec.endpoints.items()]
+    for where, headers in places:
+        for header in headers:
+            if header.lower() in SENSITIVE_HEADERS:
+                raise SpecError(
+                    f"{header!r} carries a credential and may not be written in a "
+                    f"spec; use an auth method (api_key with location: header and "
+                    f"param: {header}, bearer or basic) and pass the value to "
+                    "connect() or name an environment variable",
+                    source=spec.source, path=f"{where}.{header}")
 
 
 def _check_jmespath(expression: str, source: str | None, path: str) -> None:

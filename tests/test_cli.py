@@ -112,3 +112,15 @@ def test_sandbox_serve_rejects_a_bad_port():
     result = run("sandbox", "serve", "--port", "99999")
     assert result.returncode == 2
     assert "not a TCP port" in result.stderr
+
+
+def test_csv_output_writes_lists_as_json(sandbox, tmp_path):
+    env = {"RESTCONNECT_SANDBOX_TOKEN": sandbox.credentials["token"]}
+    out = tmp_path / "repos.csv"
+    result = run("fetch", "sandbox", "repos", "--base-url", sandbox.url, "-o", str(out),
+                 "--max-pages", "1", env=env)
+    assert result.returncode == 0, result.stderr
+    with out.open() as handle:
+        row = next(csv.DictReader(handle))
+    served = next(r for r in sandbox.data.repos.rows if str(r["id"]) == row["id"])
+    assert json.loads(row["topics"]) == served["topics"]

@@ -171,3 +171,8 @@ def test_bad_endpoint_paths_are_caught_by_validation(path, problem):
         parse_spec(MINIMAL.replace("path: /items", f"path: '{path}'"))
     assert info.value.path == "endpoints.items.path"
     assert problem in str(info.value)
+
+
+def test_env_typo_gets_a_suggestion():
+    with pytest.raises(SpecError, match="did you mean 'token'"):
+        parse_spec(MINIMAL + "auth: {method: bearer, env: {tokn: X}}\n")
