@@ -363,6 +363,13 @@ LITERAL_SPECS = {
     "secret field of a second method": ("[{{method: bearer}}, {{method: api_key, "
                                          "api_key: '{s}'}}]"),
     "misspelt option": "{{method: bearer, tokn: '{s}'}}",
+    "the token as the whole auth entry": "'{s}'",
+    "the token as an env name of the wrong type": ("{{method: bearer, env: "
+                                                   "{{token: ['{s}']}}}}"),
+    "a literal Authorization header": ("{{method: bearer}}\nheaders: "
+                                       "{{Authorization: 'Bearer {s}'}}"),
+    "a literal X-API-Key header": ("{{method: bearer}}\nheaders: "
+                                   "{{X-API-Key: '{s}'}}"),
     "secret of a combined method": ("[{{method: basic}}, {{method: hmac, "
                                     "key_id: k, secret: '{s}'}}]"),
 }
@@ -377,6 +384,7 @@ def test_a_spec_error_never_quotes_the_literal(sandbox, audit, tmp_path) -> None
         with pytest.raises(SpecError) as refused:
             connect(str(spec), base_url=sandbox.url, token="unused-token-value")
         audit.see(f"spec error, {case}", refused.value)
+        assert "auth" in str(refused.value) or "headers" in str(refused.value), case
         files.append(str(spec))
     runs = run_clis([["--debug", "validate", path] for path in files])
     assert [run.returncode for run in runs] == [SpecError.exit_code] * len(files)
