@@ -54,13 +54,20 @@ _LAZY = {
     "WebhookVerificationError": "restconnect.webhooks",
 }
 
-__all__ = sorted([
+# Kept literal and sorted so tools can read it; a test checks it.
+__all__ = [
     "AuthError",
+    "AuthMethod",
     "CacheError",
+    "Connector",
+    "ConnectorSpec",
     "CredentialsMissing",
     "ExtractError",
+    "Field",
     "HTTPStatusError",
+    "Job",
     "PaginationError",
+    "Paginator",
     "RateLimitError",
     "ResponseError",
     "RestConnectError",
@@ -68,11 +75,20 @@ __all__ = sorted([
     "SpecError",
     "TokenRefreshError",
     "TransportError",
+    "WebhookVerificationError",
     "__version__",
+    "connect",
+    "enrich",
+    "extract",
     "join",
+    "load",
+    "load_dataset",
+    "load_spec",
+    "read_dataset",
+    "register_auth",
+    "register_paginator",
     "sql",
-    *_LAZY,
-])
+]
 
 # ``join`` and ``sql`` are also submodule names. Both modules are light, so
 # the functions are bound now: importing a submodule later cannot shadow them.
@@ -80,14 +96,15 @@ from restconnect.join import join  # noqa: E402
 from restconnect.sql import sql  # noqa: E402
 
 if TYPE_CHECKING:
-    from restconnect.jobs import Job, extract
     from restconnect.auth import register_auth
     from restconnect.auth.base import AuthMethod, Field
     from restconnect.connector import Connector, connect
     from restconnect.dataset import load, load_dataset, read_dataset
+    from restconnect.jobs import Job, extract
     from restconnect.join import enrich
     from restconnect.pagination import Paginator, register_paginator
     from restconnect.spec import ConnectorSpec, load_spec
+    from restconnect.webhooks import WebhookVerificationError
 
 
 def __getattr__(name: str) -> Any:

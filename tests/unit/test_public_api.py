@@ -23,3 +23,8 @@ def test_import_is_cheap():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert json.loads(run.stdout) == []
+
+
+def test_lazy_names_are_all_public():
+    assert set(restconnect._LAZY) <= set(restconnect.__all__)
+    assert {"join", "sql", "connect", "Secret"} <= set(restconnect.__all__)
