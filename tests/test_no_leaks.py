@@ -449,13 +449,25 @@ def test_cli_debug_output_holds_no_secret(sandbox, audit, tmp_path) -> None:
     out = tmp_path / "repos.csv"
     base = ["--debug", "fetch"]
     at = ["--base-url", sandbox.url]
-    fetched, shown, failed, refused = run_clis([
+    jobs = []
+    for name, path in (("good", spec), ("wrong", wrong_spec)):
+        conn = connect(str(path), base_url=sandbox.url, api_key="unused-here")
+        job = conn.job("issues", incremental=True, output=str(tmp_path / f"{name}.csv"))
+        job.save(str(tmp_path / f"{name}.job.yaml"))
+        conn.close()
+        jobs.append(["extract", str(tmp_path / f"{name}.job.yaml"), "--log-format",
+                     "json", "--log-level", "DEBUG"])
+    fetched, shown, failed, refused, extracted, extract_refused = run_clis([
         [*base, str(spec), "repos", "--max-pages", "2", *at, "-o", str(out)],
         [*base, str(spec), "me", *at],
         [*base, str(spec), "repos", "-p", "_fail=500", *at],
         [*base, str(wrong_spec), "repos", *at],
+        *jobs,
     ], env={"RESTCONNECT_LEAK_CLI_API_KEY": sandbox.credentials["api_key"],
             "RESTCONNECT_LEAK_CLI_WRONG_API_KEY": WRONG.format("api_key")})
+    assert extracted.returncode == 0, extracted.stderr[-2000:]
+    assert extract_refused.returncode == AuthError.exit_code
+    assert "/code/issues" in extracted.stderr + extracted.stdout, "no request logged"
 
     assert fetched.returncode == 0, fetched.stderr[-2000:]
     assert "GET" in fetched.stderr and "api_key=" in fetched.stderr
@@ -464,7 +476,7 @@ def test_cli_debug_output_holds_no_secret(sandbox, audit, tmp_path) -> None:
     assert failed.returncode and refused.returncode
     assert "HTTPStatusError" in failed.stderr and "AuthError" in refused.stderr
     assert "Traceback" in failed.stderr and "Traceback" in refused.stderr
-    for run in (fetched, shown, failed, refused):
+    for run in (fetched, shown, failed, refused, extracted, extract_refused):
         audit.see("cli", run.stdout, run.stderr)
     audit.see_folder(tmp_path)
     audit.check()
