@@ -378,9 +378,14 @@ def test_serve_prints_the_url_and_credentials_and_stops_on_ctrl_c():
          f"from restconnect.sandbox import serve; serve(port={port})"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines = [process.stdout.readline() for _ in range(3)]
-        token = next(line.split(": ", 1)[1].strip() for line in iter(
-            process.stdout.readline, "") if line.strip().startswith("token:"))
+        lines = []
+        for line in iter(process.stdout.readline, ""):
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        prefix = "export RESTCONNECT_SANDBOX_TOKEN="
+        token = next(line.strip()[len(prefix):] for line in lines
+                     if line.strip().startswith(prefix))
         answer = requests.get(f"http://127.0.0.1:{port}/code/user", timeout=5,
                               headers={"Authorization": f"Bearer {token}"})
     finally:
