@@ -205,7 +205,8 @@ class Keyring:
         """Every secret the sandbox hands out, for leak checks in tests."""
         return [self.token, self.other_token, self.api_key, *self.api_keys,
                 self.password, self.other_password, self.client_secret,
-                self.hs_secret, self.hmac_secret]
+                self.hs_secret, self.hmac_secret, self.initial_refresh_token,
+                _pem(self._rsa), _pem(self._ec)]
 
     # -------------------------------------------------------- verification
 
