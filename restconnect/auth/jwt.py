@@ -230,7 +230,14 @@ class JWTAuth(TokenAuth):
         if expires_at is None and self.options.expires_in_path:
             seconds = _at_path(body, self.options.expires_in_path)
             if isinstance(seconds, (int, float, str)) and str(seconds).strip():
-                expires_at = time.time() + float(seconds)
+                try:
+                    expires_at = time.time() + float(seconds)
+                except ValueError:
+                    raise AuthError(
+                        f"the login answer's {self.options.expires_in_path} is not "
+                        f"a number of seconds: {str(seconds)[:40]!r}",
+                        connector=self.context.connector, method=self.name,
+                    ) from None
         logger.debug("%s: logged in", self.context.connector)
         return Token(access_token=value, expires_at=expires_at)
 
