@@ -461,7 +461,13 @@ def _check_auth(spec: ConnectorSpec) -> None:
                     f"name an environment variable with 'env: {{{key}: VAR}}' "
                     f"or pass {key}=... to connect()",
                     source=spec.source, path=f"{path}.{key}")
-        for key in entry.env:
+        for key, variable in entry.env.items():
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(variable)):
+                raise SpecError(
+                    "env maps a field to an environment variable name in upper "
+                    "case letters, digits and _; this value is not one (it is not "
+                    "shown, in case it is the secret itself)",
+                    source=spec.source, path=f"{path}.env.{key}")
             if key not in fields:
                 hint = difflib.get_close_matches(key, list(fields), n=1)
                 suggestion = f"did you mean {hint[0]!r}? " if hint else ""

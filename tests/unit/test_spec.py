@@ -176,3 +176,10 @@ def test_bad_endpoint_paths_are_caught_by_validation(path, problem):
 def test_env_typo_gets_a_suggestion():
     with pytest.raises(SpecError, match="did you mean 'token'"):
         parse_spec(MINIMAL + "auth: {method: bearer, env: {tokn: X}}\n")
+
+
+def test_a_token_pasted_as_an_env_name_is_refused_unseen():
+    with pytest.raises(SpecError) as info:
+        parse_spec(MINIMAL + "auth: {method: bearer, env: {token: ghp_abc123def456}}\n")
+    assert info.value.path == "auth.env.token"
+    assert "ghp_abc123def456" not in str(info.value)
