@@ -41,7 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from restconnect.exceptions import CredentialsMissing, SpecError
-from restconnect.spec import ParamValue
+from restconnect.spec import ParamValue, read_yaml_mapping
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,20 +148,8 @@ def read_dataset(path: str | os.PathLike[str]) -> DatasetSpec:
         SpecError: naming the file and the key path of the first problem.
     """
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror}",
-                        source=source) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"not valid YAML{where}", source=source) from None
-    if not isinstance(data, dict):
-        raise SpecError("expected a mapping with 'name', 'sources' and 'joins'",
-                        source=source)
+    data = read_yaml_mapping(path, expected="a mapping with 'name', 'sources' and "
+                             "'joins'")
     try:
         spec = DatasetSpec.model_validate(data)
     except ValidationError as exc:

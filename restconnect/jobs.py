@@ -42,6 +42,7 @@ from restconnect.exceptions import (
 )
 from restconnect.outputs import OutputSpec, key_text, make_output
 from restconnect.redact import redact_text
+from restconnect.spec import read_yaml_mapping
 from restconnect.state import IncrementalPlan, StateStore, get_path
 
 if TYPE_CHECKING:
@@ -125,15 +126,7 @@ class Job(BaseModel):
             SpecError: the file is missing, not YAML, or not a valid job.
         """
         source = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SpecError(f"cannot read the job file: {exc.strerror}",
-                            source=source) from None
-        except yaml.YAMLError as exc:
-            raise SpecError(f"not valid YAML: {exc}", source=source) from None
-        if not isinstance(data, dict):
-            raise SpecError("expected a mapping of job keys", source=source)
+        data = read_yaml_mapping(path, expected="a mapping of job keys")
         try:
             job = cls.model_validate(data)
         except ValidationError as exc:

@@ -40,6 +40,7 @@ __all__ = [
     "format_validation_error",
     "load_spec",
     "parse_spec",
+    "read_yaml_mapping",
 ]
 
 PAGINATION_KINDS = (
@@ -318,7 +319,7 @@ def load_spec(path: str | os.PathLike[str]) -> ConnectorSpec:
 
 def parse_spec(text: str, *, source: str = "<string>") -> ConnectorSpec:
     """Validate spec text; ``source`` names it in errors."""
-    data = _load_yaml(text, source)
+    data = read_yaml_mapping(None, text=text, source=source)
     try:
         spec = ConnectorSpec.model_validate(data)
     except ValidationError as exc:
@@ -330,17 +331,34 @@ def parse_spec(text: str, *, source: str = "<string>") -> ConnectorSpec:
     return spec
 
 
-def _load_yaml(text: str, source: str) -> dict[str, Any]:
+def read_yaml_mapping(path: str | os.PathLike[str] | None, *, text: str | None = None,
+                      source: str | None = None,
+                      expected: str = "a mapping of keys at the top level"
+                      ) -> dict[str, Any]:
+    """Read a YAML file (or ``text``) that must hold a mapping.
+
+    Specs, extract jobs and dataset files all load through here, so a broken
+    file is reported the same way whichever kind it is.
+
+    Raises:
+        SpecError: the file cannot be read, is not YAML, or is not a mapping.
+    """
+    source = source or str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")  # type: ignore[arg-type]
+        except OSError as exc:
+            raise SpecError(f"cannot read the file: {exc.strerror}",
+                            source=source) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"not valid YAML: {problem}" + (f" at {where}" if where else ""),
-                        source=source) from None
+        raise SpecError(f"not valid YAML: {problem}{where}", source=source) from None
     if not isinstance(data, dict):
-        raise SpecError("expected a mapping of keys at the top level", source=source)
+        raise SpecError(f"expected {expected}", source=source)
     return data
 
 
