@@ -103,7 +103,8 @@ class Connector:
         >>> conn.fetch("repos").head()                             # doctest: +SKIP
     """
 
-    def __init__(self, spec: ConnectorSpec, *, credentials: Mapping[str, Any] | None = None,
+    def __init__(self, spec: ConnectorSpec, *,
+                 credentials: Mapping[str, Any] | None = None,
                  progress: bool | None = None,
                  base_url: str | None = None, ca_bundle: str | None = None,
                  interactive: bool | None = None, concurrency: int | None = None,
@@ -145,7 +146,8 @@ class Connector:
             method = get_auth_method(entry.method)
             field_names = {f.name for f in method.fields}
             requests_ = [FieldRequest(f, method.name, entry.env.get(f.name),
-                                      entry.options().get(f.name)) for f in method.fields]
+                                      entry.options().get(f.name))
+                         for f in method.fields]
             values = resolve_credentials(self.name, requests_, given,
                                          interactive=interactive)
             options = method.Options.model_validate(
@@ -292,25 +294,28 @@ class Connector:
                 cache: Any = None, accept_statuses: tuple[int, ...] = ()
                 ) -> requests.Response:
         """Send one request to ``base_url + path`` with auth and every HTTP rule."""
-        url = path if re.match(r"^https?://", path) else f"{self.base_url}/{path.lstrip('/')}"
+        url = path if re.match(r"^https?://", path) else (
+            f"{self.base_url}/{path.lstrip('/')}")
         merged = {**self.spec.params, **(params or {})}
         return self.http.request(method, url, params=merged or None, json=json,
                                  headers=headers, endpoint=endpoint, cache=cache,
                                  accept_statuses=accept_statuses)
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    def get(self, path: str, params: Mapping[str, Any] | None = None,
+            **kwargs: Any) -> Any:
         """GET a path and return the decoded body (the raw escape hatch)."""
         response = self.request("GET", path, params=params, **kwargs)
         return decode_body(response.content, response.headers.get("Content-Type", ""),
                            where=f"{self.name} GET {path}")
 
     def check(self) -> dict[str, Any]:
-        """Run the spec's ``check`` request; returns ``{"ok": True, "identity": ...}``."""
+        """Run the spec's ``check`` request: ``{"ok": True, "identity": ...}``."""
         if self.spec.check is None:
             raise SpecError("this connector has no 'check' request", source=self.name,
                             path="check")
         body = self.get(self.spec.check.path)
-        identity = search_path(body, self.spec.check.identity) if self.spec.check.identity else None
+        path = self.spec.check.identity
+        identity = search_path(body, path) if path else None
         self._identity = identity
         return {"ok": True, "identity": identity}
 
@@ -358,10 +363,12 @@ class Connector:
 
             return fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
                                   cache=cache, workers=concurrency, **params)
-        snapshot = self._snapshot(endpoint, spec, params, cache, limit, max_pages, explode)
+        snapshot = self._snapshot(endpoint, spec, params, cache, limit, max_pages,
+                                  explode)
         if snapshot.frame is not None:
             return snapshot.frame
-        builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes, datetimes=spec.datetimes,
+        builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes,
+                                            datetimes=spec.datetimes,
                                             columns=spec.columns, explode=explode))
         result = FetchResult(self.name, endpoint, params)
         bar = self._progress_bar(endpoint, spec, limit, progress)
@@ -414,7 +421,8 @@ class Connector:
         spec = self.endpoint(endpoint)
         result = FetchResult(self.name, endpoint, params)
         yield from self._pages(endpoint, spec, params, result, limit=limit,
-                               max_pages=max_pages, cache=cache, concurrency=concurrency)
+                               max_pages=max_pages, cache=cache,
+                               concurrency=concurrency)
 
     def iter_records(self, endpoint: str, **kwargs: Any) -> Iterator[Any]:
         """Yield records one at a time, fetching pages as needed."""
@@ -425,7 +433,8 @@ class Connector:
         """The first request of an endpoint for the given parameters."""
         spec = self.endpoint(endpoint)
         path_values, rest = _split_params(self.name, endpoint, spec, params)
-        path = spec.path.format(**{k: quote(str(v), safe="") for k, v in path_values.items()})
+        encoded = {k: quote(str(v), safe="") for k, v in path_values.items()}
+        path = spec.path.format(**encoded)
         query = {**self.spec.params, **spec.params}
         body = dict(spec.body) if spec.body is not None else None
         if body is not None and spec.method != "GET":
@@ -466,13 +475,15 @@ class Connector:
         max_pages = max_pages or pagination.max_pages
         workers = concurrency or pagination.concurrency or self.concurrency
         self.last_result = result
-        request: PageRequest | None = paginator.first(self.build_request(endpoint, params))
+        first = self.build_request(endpoint, params)
+        request: PageRequest | None = paginator.first(first)
         guard = RepeatGuard(f"{self.name}.{endpoint}")
         index = 0
         while request is not None:
             guard.check(request, index, self.http._redact)
             page = self._fetch_page(endpoint, spec, request, index, cache)
-            planned = paginator.plan(request, page) if index == 0 and workers > 1 else None
+            can_plan = index == 0 and workers > 1
+            planned = paginator.plan(request, page) if can_plan else None
             if planned:
                 result.pagination = paginator.chosen_kind
                 yield self._emit(page, result, limit)
@@ -555,7 +566,8 @@ class Connector:
         if action is not None:
             body = self._apply_action(action, response, request, where)
         else:
-            body = decode_body(response.content, response.headers.get("Content-Type", ""),
+            content_type = response.headers.get("Content-Type", "")
+            body = decode_body(response.content, content_type,
                                fmt=spec.format, where=where)
         records = extract_records(body, spec.records, where=where)
         logger.debug("%s page %d: %d records", where, index + 1, len(records))
@@ -587,7 +599,8 @@ class Connector:
                       request: PageRequest, where: str) -> Any:
         if action.action == "empty":
             return None
-        message = action.message or f"the response matched {action.match or action.status}"
+        matched = action.match or action.status
+        message = action.message or f"the response matched {matched}"
         if action.action == "retry":
             raise ResponseError(f"{where}: {message} (still after "
                                 f"{self.spec.retry.attempts} tries)")

@@ -73,7 +73,8 @@ class ResponseHook(Protocol):
                     policy: Any) -> requests.Response | None: ...
 
     def after_receive(self, request: requests.PreparedRequest,
-                      response: requests.Response, policy: Any) -> requests.Response: ...
+                      response: requests.Response,
+                      policy: Any) -> requests.Response: ...
 
 
 @dataclass
@@ -121,7 +122,8 @@ class HttpClient:
     """
 
     def __init__(self, *, connector: str, timeout: float = 30.0,
-                 retry: RetrySpec | None = None, rate_limit: RateLimitSpec | None = None,
+                 retry: RetrySpec | None = None,
+                 rate_limit: RateLimitSpec | None = None,
                  headers: Mapping[str, str] | None = None,
                  auth: Sequence[requests.auth.AuthBase] = (),
                  ca_bundle: str | None = None, pool_size: int = 10,
@@ -155,7 +157,8 @@ class HttpClient:
         for prefix in ("http://", "https://"):
             current = self.session.get_adapter(prefix)
             if type(current) is HTTPAdapter:
-                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10))
+                adapter = HTTPAdapter(pool_connections=4,
+                                      pool_maxsize=max(pool_size, 10))
                 self.session.mount(prefix, adapter)
 
     def close(self) -> None:
@@ -188,7 +191,8 @@ class HttpClient:
                                        timeout=timeout or self.timeout, stream=stream)
 
     def _prepare(self, base: requests.Request,
-                 handlers: Sequence[requests.auth.AuthBase]) -> requests.PreparedRequest:
+                 handlers: Sequence[requests.auth.AuthBase]
+                 ) -> requests.PreparedRequest:
         prepared = self.session.prepare_request(base)
         for handler in handlers:
             if not is_loopback(prepared.url or "") and _sends_credentials(handler):
@@ -213,8 +217,8 @@ class HttpClient:
                     return cached
             self._pace(endpoint)
             try:
-                response = self._send_following_redirects(prepared, base, handlers,
-                                                          timeout=timeout, stream=stream)
+                response = self._send_following_redirects(
+                    prepared, base, handlers, timeout=timeout, stream=stream)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 # A refused TLS handshake fails the same way every time.
                 tls = isinstance(exc, requests.exceptions.SSLError)
@@ -260,7 +264,8 @@ class HttpClient:
         for _ in range(_MAX_REDIRECTS + 1):
             self.stats.add("sent")
             response = self.session.send(prepared, timeout=timeout, stream=stream,
-                                         allow_redirects=False, **self._tls_settings(prepared))
+                                         allow_redirects=False,
+                                         **self._tls_settings(prepared))
             elapsed = (time.perf_counter() - started) * 1000
             if logger.isEnabledFor(logging.DEBUG):  # the redaction costs, logged or not
                 logger.debug("%s %s -> %s (%.0f ms)", prepared.method,
@@ -268,12 +273,14 @@ class HttpClient:
             location = response.headers.get("Location")
             if not response.is_redirect or not location:
                 return response
-            prepared = self._redirected(prepared, response, location, base, handlers, origin)
+            prepared = self._redirected(prepared, response, location, base,
+                                        handlers, origin)
             response.close()
         raise TransportError(f"{self.connector}: more than {_MAX_REDIRECTS} redirects "
                              f"for {self._redact(base.url)}")
 
-    def _redirected(self, prepared: requests.PreparedRequest, response: requests.Response,
+    def _redirected(self, prepared: requests.PreparedRequest,
+                    response: requests.Response,
                     location: str, base: requests.Request,
                     handlers: Sequence[requests.auth.AuthBase],
                     origin: tuple[str, str, int | None]) -> requests.PreparedRequest:
@@ -359,7 +366,8 @@ class HttpClient:
         if requested is not None and requested > self.rate_limit.max_wait:
             raise self._rate_limit_error(response, prepared, endpoint, requested)
         backoff = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
-        wait = requested if requested is not None else random.uniform(0, backoff) + backoff / 2
+        jittered = random.uniform(0, backoff) + backoff / 2
+        wait = requested if requested is not None else jittered
         why = (f"HTTP {response.status_code}" if response is not None
                else type(error).__name__)
         logger.info("%s: %s for %s; retrying in %.1f s (attempt %d of %d)",
@@ -403,7 +411,8 @@ class HttpClient:
             if until_reset > self.rate_limit.max_wait:
                 retry_at = datetime.fromtimestamp(state.reset_at, timezone.utc)
                 raise RateLimitError(
-                    429, "GET", "(not sent)", connector=self.connector, endpoint=endpoint,
+                    429, "GET", "(not sent)", connector=self.connector,
+                    endpoint=endpoint,
                     reason="quota used up",
                     hint=f"the quota resets at {retry_at.isoformat()}; retry then",
                     retry_at=retry_at)
@@ -439,7 +448,8 @@ class HttpClient:
         wait = _requested_wait(response)
         retry_at = (datetime.now(timezone.utc) + timedelta(seconds=wait)
                     if wait is not None else None)
-        hint = (f"rate limit exceeded; retry after {retry_at.isoformat(timespec='seconds')}"
+        when = retry_at.isoformat(timespec="seconds") if retry_at else ""
+        hint = (f"rate limit exceeded; retry after {when}"
                 if retry_at else "rate limit exceeded; the API did not say until when")
         return RateLimitError(
             response.status_code, prepared.method or "GET", self._redact(prepared.url),
@@ -462,7 +472,8 @@ class HttpClient:
             hint=f"retry after {retry_at.isoformat(timespec='seconds')}",
             response=response, retry_at=retry_at)
 
-    def _auth_error(self, response: requests.Response, prepared: requests.PreparedRequest,
+    def _auth_error(self, response: requests.Response,
+                    prepared: requests.PreparedRequest,
                     handlers: Sequence[requests.auth.AuthBase],
                     endpoint: str | None) -> AuthError:
         names = "+".join(getattr(h, "name", type(h).__name__) for h in handlers)
@@ -487,7 +498,8 @@ class HttpClient:
             kind = "timed out" if isinstance(error, requests.Timeout) else "failed"
             detail = f"{kind}: {_root_cause(error)}"
         return TransportError(redact_text(
-            f"{self.connector}: {prepared.method} {self._redact(prepared.url)} {detail}"))
+            f"{self.connector}: {prepared.method} {self._redact(prepared.url)} "
+            f"{detail}"))
 
 
 def body_excerpt(response: requests.Response, limit: int = _BODY_EXCERPT) -> str:
@@ -522,7 +534,8 @@ def _require_https(url: str, handler: requests.auth.AuthBase, connector: str) ->
     if urlsplit(url).scheme != "https":
         name = getattr(handler, "name", type(handler).__name__)
         raise AuthError(
-            f"refusing to send credentials over plain HTTP to {urlsplit(url).hostname}; "
+            "refusing to send credentials over plain HTTP to "
+            f"{urlsplit(url).hostname}; "
             "use https:// (plain http is allowed only to loopback hosts)",
             connector=connector, method=name)
 

@@ -58,8 +58,10 @@ class _Model(BaseModel):
 class RetrySpec(_Model):
     """How failed requests are retried."""
 
-    attempts: int = Field(4, ge=1, le=20, description="tries in all, the first included")
-    backoff: float = Field(0.5, ge=0, description="first wait in seconds, doubled per try")
+    attempts: int = Field(4, ge=1, le=20,
+                          description="tries in all, the first included")
+    backoff: float = Field(0.5, ge=0,
+                           description="first wait in seconds, doubled per try")
     max_backoff: float = Field(30.0, ge=0, description="longest wait between tries")
     statuses: list[int] = Field(default_factory=lambda: [429, 502, 503, 504])
     methods: list[str] = Field(
@@ -116,7 +118,8 @@ class ResponseAction(_Model):
     """What to do with a response that matches a status or a body pattern."""
 
     status: int | None = None
-    match: str | None = Field(None, description="regular expression searched in the body")
+    match: str | None = Field(None,
+                              description="regular expression searched in the body")
     action: Literal["empty", "retry", "fail"]
     message: str = ""
 
@@ -162,7 +165,8 @@ class ParentSpec(_Model):
     batch_size: int | None = Field(None, ge=1)
     separator: str = ","
     key: str | None = Field(
-        None, description="child field holding the batched value; needed with batch_size",
+        None,
+        description="child field holding the batched value; needed with batch_size",
     )
 
     @model_validator(mode="after")
@@ -211,10 +215,12 @@ class EndpointSpec(_Model):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     description: str = ""
     params: dict[str, ParamValue] = Field(default_factory=dict)
-    required: list[str] = Field(default_factory=list, description="required query params")
+    required: list[str] = Field(default_factory=list,
+                                description="required query params")
     headers: dict[str, str] = Field(default_factory=dict)
     body: dict[str, Any] | None = None
-    records: str | None = Field(None, description="dotted path or JMESPath to the records")
+    records: str | None = Field(None,
+                                description="dotted path or JMESPath to the records")
     format: Literal["auto", "json", "jsonl", "csv"] = "auto"
     pagination: PaginationSpec | None = None
     primary_key: str | list[str] | None = None
@@ -268,7 +274,8 @@ class ConnectorSpec(_Model):
     rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
     pagination: PaginationSpec = Field(default_factory=PaginationSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
-    concurrency: int = Field(8, ge=1, le=64, description="parallel pages when addressable")
+    concurrency: int = Field(8, ge=1, le=64,
+                             description="parallel pages when addressable")
     check: CheckSpec | None = None
     endpoints: dict[str, EndpointSpec] = Field(min_length=1)
 
@@ -289,7 +296,7 @@ class ConnectorSpec(_Model):
         return self.auth if isinstance(self.auth, list) else [self.auth]
 
     def resolved_base_url(self) -> str:
-        """``base_url`` with ``${VAR}`` and ``${VAR:-default}`` filled from the environment."""
+        """``base_url`` with ``${VAR}`` and ``${VAR:-default}`` filled in."""
         def fill(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(3)
             value = os.environ.get(name) or default
@@ -297,7 +304,8 @@ class ConnectorSpec(_Model):
                 raise SpecError(f"environment variable {name} is not set",
                                 source=self.source, path="base_url")
             return value
-        return re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", fill, self.base_url).rstrip("/")
+        filled = re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", fill, self.base_url)
+        return filled.rstrip("/")
 
 
 # ---------------------------------------------------------------- loading
@@ -313,7 +321,8 @@ def load_spec(path: str | os.PathLike[str]) -> ConnectorSpec:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror}", source=source) from None
+        raise SpecError(f"cannot read the file: {exc.strerror}",
+                        source=source) from None
     return parse_spec(text, source=source)
 
 
