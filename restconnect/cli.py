@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = _add(commands, "sandbox", None, "the embedded sandbox API")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION")
     sandbox_commands.required = True
-    serve = _add(sandbox_commands, "serve", _cmd_sandbox, "serve the sandbox until Ctrl-C")
+    serve = _add(sandbox_commands, "serve", _cmd_sandbox,
+                 "serve the sandbox until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8765)
     _add_extra_commands(commands)

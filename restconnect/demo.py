@@ -42,7 +42,8 @@ AUTH_TOUR: list[tuple[str, dict[str, Any], dict[str, str]]] = [
      {"client_id": "client_id", "client_secret": "client_secret"}),
     ("jwt login", {"method": "jwt", "mode": "login", "login_url": "/auth/login"},
      {"username": "username", "password": "password"}),
-    ("hmac signing", {"method": "hmac"}, {"key_id": "hmac_key_id", "secret": "hmac_secret"}),
+    ("hmac signing", {"method": "hmac"},
+     {"key_id": "hmac_key_id", "secret": "hmac_secret"}),
 ]
 
 
@@ -118,7 +119,8 @@ def run_demo(rows: int = 5, out: Any = None) -> int:
         with pd.option_context("display.width", 120, "display.max_columns", 8,
                                "display.max_colwidth", 28):
             write(pd.DataFrame(summary).to_string(index=False) + "\n\n")
-            sample = frames["repos"][["id", "full_name", "owner.login", "stargazers_count",
+            sample = frames["repos"][["id", "full_name", "owner.login",
+                                      "stargazers_count",
                                       "created_at"]].head(rows)
             write(f"first {rows} rows of 'repos':\n{sample.to_string(index=False)}\n\n")
             write("each auth method the sandbox checks, signing in for real:\n")

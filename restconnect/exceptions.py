@@ -5,14 +5,14 @@ The tree::
     RestConnectError
     ├── SpecError (also ValueError)        a connector, job or dataset file is wrong
     ├── CredentialsMissing                 a credential field has no value
-    ├── AuthError                          the API or the provider refused the credentials
+    ├── AuthError                          the API or a provider refused credentials
     │   └── TokenRefreshError              a token could not be renewed
     ├── TransportError                     no HTTP response: connection, TLS, timeout
     ├── HTTPStatusError                    the API answered with an error status
     │   └── RateLimitError                 the API asked us to wait longer than allowed
     ├── ResponseError                      a 2xx response that cannot be read
     ├── PaginationError                    pagination would loop or cannot continue
-    ├── CacheError                         the cache or a cassette cannot serve a request
+    ├── CacheError                         the cache or a cassette cannot answer
     └── ExtractError                       an extract job could not finish
 
 Messages never hold a secret: URLs are redacted and bodies are cut short

@@ -45,7 +45,8 @@ class PageRequest:
         """A value equal for requests that would fetch the same page."""
         parts = urlsplit(self.url)
         query = sorted(parse_qsl(parts.query, keep_blank_values=True))
-        query += sorted((str(k), str(v)) for k, v in self.params.items() if v is not None)
+        query += sorted((str(k), str(v)) for k, v in self.params.items()
+                        if v is not None)
         body = repr(sorted(self.json.items())) if isinstance(self.json, dict) else repr(
             self.json)
         return self.method, parts.netloc, parts.path, tuple(sorted(query)), body
@@ -353,7 +354,8 @@ _NEXT_URL_PATHS = ("next", "next_url", "nextUrl", "links.next", "_links.next.hre
                    '"@odata.nextLink"', "paging.next", "meta.next")
 _CURSOR_PATHS = {"next_cursor": "cursor", "nextCursor": "cursor",
                  "next_page_token": "page_token", "nextPageToken": "pageToken",
-                 "meta.next_cursor": "cursor", "response_metadata.next_cursor": "cursor"}
+                 "meta.next_cursor": "cursor",
+                 "response_metadata.next_cursor": "cursor"}
 
 
 @register_paginator
@@ -405,7 +407,8 @@ def _detect_kind(request: PageRequest, page: Page) -> tuple[str, dict[str, Any]]
         if search_path(body, path):
             return "cursor", {"cursor_path": path, "cursor_param": param}
     if "has_more" in body and isinstance(body.get("data"), list):
-        return "cursor", {"cursor_path": "data[-1].id", "cursor_param": "starting_after",
+        return "cursor", {"cursor_path": "data[-1].id",
+                          "cursor_param": "starting_after",
                           "has_more_path": "has_more"}
     for key in ("total", "total_count", "count", "totalResults"):
         if isinstance(body.get(key), int):
@@ -464,6 +467,7 @@ class RepeatGuard:
         if key in self._seen:
             raise PaginationError(
                 f"{self.endpoint}: the request for page {index + 1} repeats page "
-                f"{self._seen[key] + 1} ({describe(request.url)}); the API returned the "
+                f"{self._seen[key] + 1} ({describe(request.url)}); the API returned "
+                "the "
                 "same next link or cursor, so pagination stopped instead of looping")
         self._seen[key] = index
