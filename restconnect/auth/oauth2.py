@@ -34,6 +34,7 @@ from restconnect.auth.token_base import (
     require_secure_url,
 )
 from restconnect.exceptions import AuthError, TokenRefreshError
+from restconnect.http import is_loopback
 from restconnect.secret import Secret
 
 __all__ = [
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 GRANTS = ("client_credentials", "authorization_code", "device_code", "refresh_token")
 _REMOVED = {"implicit", "password"}
 _INTERACTIVE = {"authorization_code", "device_code"}
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _SLOW_DOWN_STEP = 5.0
 
@@ -688,8 +689,7 @@ def _json_text(answer: Mapping[str, Any]) -> str:
 
 def _oauthlib_url(url: str) -> str:
     """oauthlib insists on https; a loopback http URL is allowed by our own rules."""
-    parts = urlsplit(url)
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+    if urlsplit(url).scheme == "http" and is_loopback(url):
         return "https" + url[len("http") :]
     return url
 

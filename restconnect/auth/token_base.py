@@ -33,6 +33,7 @@ from restconnect.exceptions import (
     HTTPStatusError,
     TokenRefreshError,
 )
+from restconnect.http import is_loopback
 from restconnect.redact import redact_text, register_secret
 from restconnect.secret import Secret
 
@@ -40,7 +41,6 @@ __all__ = ["Token", "TokenAuth", "TokenOptions", "oauth_error", "require_secure_
 
 logger = logging.getLogger(__name__)
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _ERROR_STATUSES = (400, 401, 403)
 _KNOWN_KEYS = frozenset(
     {
@@ -285,7 +285,7 @@ def require_secure_url(
     parts = urlsplit(url)
     if parts.scheme == "https":
         return
-    if parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS:
+    if parts.scheme == "http" and is_loopback(url):
         return
     raise AuthError(
         f"the {what} must be an https:// URL (plain http only to "
