@@ -61,9 +61,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from restconnect.auth import get_auth_method
     from restconnect.catalog import resolve_spec
-    from restconnect.credentials import FieldRequest, env_names
+    from restconnect.credentials import env_names, field_requests
 
     spec = resolve_spec(args.name)
     print(f"{spec.name}: {spec.title}")
@@ -71,10 +70,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if spec.docs:
         print(f"  docs:     {spec.docs}")
     for entry in spec.auth_entries:
-        method = get_auth_method(entry.method)
         print(f"  auth:     {entry.method}")
-        for field in method.fields:
-            request = FieldRequest(field, method.name, entry.env.get(field.name))
+        for request in field_requests(entry):
+            field = request.field
             env = ", ".join(env_names(spec.name, request))
             kind = "secret" if field.secret else "value"
             print(f"    {field.name} ({kind}; env {env}) {field.help}")

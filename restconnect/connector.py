@@ -17,7 +17,7 @@ import requests
 from restconnect.auth import get_auth_method
 from restconnect.auth.base import AuthContext, AuthMethod
 from restconnect.catalog import resolve_spec
-from restconnect.credentials import FieldRequest, resolve_credentials
+from restconnect.credentials import field_requests, resolve_credentials
 from restconnect.decoding import decode_body, extract_records, paused_gc, search_path
 from restconnect.exceptions import (
     CredentialsMissing,
@@ -145,10 +145,7 @@ class Connector:
         for entry in entries:
             method = get_auth_method(entry.method)
             field_names = {f.name for f in method.fields}
-            requests_ = [FieldRequest(f, method.name, entry.env.get(f.name),
-                                      entry.options().get(f.name))
-                         for f in method.fields]
-            values = resolve_credentials(self.name, requests_, given,
+            values = resolve_credentials(self.name, field_requests(entry), given,
                                          interactive=interactive)
             options = method.Options.model_validate(
                 {k: v for k, v in entry.options().items() if k not in field_names})

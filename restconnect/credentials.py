@@ -25,6 +25,7 @@ from restconnect.secret import Secret
 __all__ = [
     "FieldRequest",
     "env_names",
+    "field_requests",
     "find_values",
     "forget_in_keyring",
     "in_notebook",
@@ -48,6 +49,16 @@ class FieldRequest:
     method: str
     env: str | None = None
     literal: Any = None
+
+
+def field_requests(entry: Any) -> list[FieldRequest]:
+    """The fields of one spec auth entry, with the entry's env names and values."""
+    from restconnect.auth import get_auth_method
+
+    method = get_auth_method(entry.method)
+    options = entry.options()
+    return [FieldRequest(f, method.name, entry.env.get(f.name), options.get(f.name))
+            for f in method.fields]
 
 
 def keyring_service(connector: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from restconnect.credentials import (
     FieldRequest,
+    field_requests,
     find_values,
     forget_in_keyring,
     remember_in_keyring,
@@ -31,18 +32,10 @@ Ask = Callable[[FieldRequest], str]
 
 
 def _requests(spec: Any) -> list[FieldRequest]:
-    from restconnect.auth import get_auth_method
-
     found: dict[str, FieldRequest] = {}
     for entry in spec.auth_entries:
-        method = get_auth_method(entry.method)
-        for f in method.fields:
-            found.setdefault(
-                f.name,
-                FieldRequest(
-                    f, method.name, entry.env.get(f.name), entry.options().get(f.name)
-                ),
-            )
+        for request in field_requests(entry):
+            found.setdefault(request.field.name, request)
     return list(found.values())
 
 

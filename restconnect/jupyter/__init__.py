@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from restconnect.auth.base import AuthMethod
 from restconnect.credentials import (
     FieldRequest,
+    field_requests,
     find_values,
     in_notebook,
     is_interactive,
@@ -86,17 +87,9 @@ def form_available(interactive: bool | None) -> bool:
 
 def form_fields(connector: Connector, given: Mapping[str, Any]) -> list[FieldRequest]:
     """The fields of every auth entry that nothing in the chain provides."""
-    from restconnect.auth import get_auth_method
-
     fields: list[FieldRequest] = []
     for entry in connector.spec.auth_entries:
-        method = get_auth_method(entry.method)
-        requests = [
-            FieldRequest(
-                f, method.name, entry.env.get(f.name), entry.options().get(f.name)
-            )
-            for f in method.fields
-        ]
+        requests = field_requests(entry)
         found = find_values(connector.name, requests, given)
         fields += [
             r
