@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
@@ -30,6 +31,7 @@ __all__ = [
     "CacheSpec",
     "CheckSpec",
     "ConnectorSpec",
+    "ENV_REFERENCE",
     "EndpointSpec",
     "IncrementalSpec",
     "PaginationSpec",
@@ -37,6 +39,7 @@ __all__ = [
     "RateLimitSpec",
     "ResponseAction",
     "RetrySpec",
+    "fill_env_references",
     "format_validation_error",
     "load_spec",
     "parse_spec",
@@ -47,6 +50,9 @@ PAGINATION_KINDS = (
     "auto", "none", "link_header", "next_url", "cursor", "offset",
     "page_number", "header_cursor",
 )
+
+#: ``${VAR}`` or ``${VAR:-default}`` in a spec value.
+ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}")
 
 ParamValue = Union[str, int, float, bool, None, list[Union[str, int, float]]]
 
@@ -297,15 +303,23 @@ class ConnectorSpec(_Model):
 
     def resolved_base_url(self) -> str:
         """``base_url`` with ``${VAR}`` and ``${VAR:-default}`` filled in."""
-        def fill(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(3)
-            value = os.environ.get(name) or default
-            if value is None:
-                raise SpecError(f"environment variable {name} is not set",
-                                source=self.source, path="base_url")
-            return value
-        filled = re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", fill, self.base_url)
-        return filled.rstrip("/")
+        def unset(match: re.Match[str]) -> str:
+            raise SpecError(f"environment variable {match.group(1)} is not set",
+                            source=self.source, path="base_url")
+        return fill_env_references(self.base_url, unset).rstrip("/")
+
+
+def fill_env_references(value: str,
+                        unset: Callable[[re.Match[str]], str]) -> str:
+    """``value`` with each ``${VAR}``/``${VAR:-default}`` filled from the environment.
+
+    An empty variable counts as unset. For a reference that is unset and has
+    no default, ``unset(match)`` gives the text (or raises).
+    """
+    def fill(match: re.Match[str]) -> str:
+        found = os.environ.get(match.group(1)) or match.group(3)
+        return found if found is not None else unset(match)
+    return ENV_REFERENCE.sub(fill, value)
 
 
 # ---------------------------------------------------------------- loading

@@ -15,8 +15,6 @@ Two modes:
 from __future__ import annotations
 
 import logging
-import os
-import re
 import time
 import uuid
 from typing import Any, Literal
@@ -29,6 +27,7 @@ from restconnect.auth.base import Field
 from restconnect.auth.token_base import Token, TokenAuth, TokenOptions
 from restconnect.exceptions import AuthError, CredentialsMissing
 from restconnect.redact import redact_text, register_secret
+from restconnect.spec import ENV_REFERENCE, fill_env_references
 
 __all__ = ["JWTAuth", "JWTOptions", "JWT_BEARER"]
 
@@ -47,7 +46,6 @@ _ASYMMETRIC = (
     "ES512",
 )
 _HMAC = ("HS256", "HS384", "HS512")
-_ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}")
 _FROM_ENVIRONMENT = ("issuer", "subject", "audience", "token_url", "login_url")
 
 
@@ -331,7 +329,7 @@ class JWTAuth(TokenAuth):
     def _require_environment(self) -> None:
         missing = {}
         for key in _FROM_ENVIRONMENT:
-            for match in _ENV_REFERENCE.finditer(getattr(self.options, key) or ""):
+            for match in ENV_REFERENCE.finditer(getattr(self.options, key) or ""):
                 missing[key] = [f"set {match.group(1)} (the spec's {key} uses it)"]
         if missing:
             raise CredentialsMissing(self.context.connector or self.name, missing)
@@ -416,9 +414,4 @@ def _at_path(body: Any, path: str) -> Any:
 
 def fill_environment(value: str) -> str:
     """``value`` with each set ``${VAR}`` (or ``${VAR:-default}``) filled in."""
-
-    def fill(match: re.Match[str]) -> str:
-        found = os.environ.get(match.group(1)) or match.group(3)
-        return found if found is not None else match.group(0)
-
-    return _ENV_REFERENCE.sub(fill, value)
+    return fill_env_references(value, lambda match: match.group(0))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import os
 import posixpath
 import re
 import threading
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field as PydanticField, field_valida
 from restconnect.auth import register_auth
 from restconnect.auth.base import AuthMethod, Field
 from restconnect.exceptions import AuthError
+from restconnect.spec import fill_env_references
 
 __all__ = [
     "SigV4Auth",
@@ -74,9 +74,7 @@ class SigV4Options(BaseModel):
     @classmethod
     def _from_environment(cls, value: str) -> str:
         """Fill ``${AWS_REGION:-us-east-1}`` the way ``base_url`` is filled."""
-        def fill(match: re.Match[str]) -> str:
-            return os.environ.get(match.group(1)) or match.group(3) or ""
-        filled = re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", fill, value)
+        filled = fill_env_references(value, lambda match: "")
         if not filled:
             raise ValueError(f"{value!r} is empty once the environment is applied")
         return filled

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import threading
 import time
@@ -36,6 +35,7 @@ from restconnect.exceptions import (
 from restconnect.http import is_loopback
 from restconnect.redact import redact_text, register_secret
 from restconnect.secret import Secret
+from restconnect.spec import fill_env_references
 
 __all__ = ["Token", "TokenAuth", "TokenOptions", "oauth_error", "require_secure_url"]
 
@@ -255,9 +255,6 @@ class TokenOptions(BaseModel):
     account: str = ""
 
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}")
-
-
 def expand_url(value: str, base_url: str = "") -> str:
     """Fill ``${VAR}``/``${VAR:-default}`` from the environment; resolve ``/path``.
 
@@ -265,14 +262,11 @@ def expand_url(value: str, base_url: str = "") -> str:
     base URL) or ``${AUTH_HOST:-https://auth.example.com}/token``.
     """
 
-    def fill(match: re.Match[str]) -> str:
-        found = os.environ.get(match.group(1)) or match.group(3)
-        if found is None:
-            raise AuthError(f"environment variable {match.group(1)} is not set "
-                            f"(it is used in {value!r})")
-        return found
+    def unset(match: re.Match[str]) -> str:
+        raise AuthError(f"environment variable {match.group(1)} is not set "
+                        f"(it is used in {value!r})")
 
-    expanded = _ENV_REFERENCE.sub(fill, value)
+    expanded = fill_env_references(value, unset)
     if expanded.startswith("/") and base_url:
         return base_url.rstrip("/") + expanded
     return expanded
