@@ -493,9 +493,10 @@ def _check_auth(spec: ConnectorSpec) -> None:
         try:
             method = get_auth_method(entry.method)
         except KeyError as exc:
-            raise SpecError(str(exc.args[0]), source=spec.source, path=f"{path}.method")
+            raise SpecError(str(exc.args[0]), source=spec.source,
+                            path=f"{path}.method") from None
         fields = {field.name: field for field in method.fields}
-        for key, value in entry.options().items():
+        for key in entry.options():
             if key in fields and fields[key].secret:
                 raise SpecError(
                     f"{key!r} is a secret and may not be written in a spec; "
