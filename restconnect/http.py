@@ -312,8 +312,7 @@ class HttpClient:
         for handler in self.auth:
             verify = getattr(handler, "verify", None) or verify
         settings = self._environment_settings(prepared.url or "", verify)
-        cert = next((getattr(h, "cert") for h in self.auth if getattr(h, "cert", None)),
-                    None)
+        cert = next((h.cert for h in self.auth if getattr(h, "cert", None)), None)
         return {"verify": settings["verify"], "proxies": settings["proxies"],
                 "cert": cert or self.session.cert}
 
