@@ -36,7 +36,13 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from restconnect.exceptions import CacheError
-from restconnect.redact import MASK, is_sensitive_name, known_secrets, redact_url
+from restconnect.redact import (
+    MASK,
+    is_sensitive_name,
+    known_secrets,
+    redact_url,
+    secret_forms,
+)
 
 if TYPE_CHECKING:
     import diskcache
@@ -233,13 +239,10 @@ def _unpack(blob: bytes) -> tuple[dict[str, Any], bytes]:
 
 def scrub_bytes(data: bytes, values: Iterable[str]) -> bytes:
     """``data`` with every secret value (and its URL-encoded form) masked."""
-    from urllib.parse import quote
-
-    for value in values:
-        for form in {value, quote(value, safe=""), quote(value)}:
-            encoded = form.encode()
-            if encoded in data:
-                data = data.replace(encoded, MASK.encode())
+    for form in secret_forms(values):
+        encoded = form.encode()
+        if encoded in data:
+            data = data.replace(encoded, MASK.encode())
     return data
 
 

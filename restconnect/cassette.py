@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -28,7 +28,13 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from restconnect.exceptions import CacheError
-from restconnect.redact import MASK, is_sensitive_name, known_secrets, redact_url
+from restconnect.redact import (
+    MASK,
+    is_sensitive_name,
+    known_secrets,
+    redact_url,
+    secret_forms,
+)
 
 __all__ = [
     "Cassette",
@@ -64,11 +70,9 @@ def cassette_path(folder: str | os.PathLike[str], connector: str) -> Path:
 
 def scrub_text(text: str, values: Iterable[str] | None = None) -> str:
     """``text`` with every secret value, raw or URL-encoded, masked."""
-    for value in sorted(values if values is not None else known_secrets(),
-                        key=len, reverse=True):
-        for form in dict.fromkeys((value, quote(value, safe=""), quote(value))):
-            if form in text:
-                text = text.replace(form, MASK)
+    for form in secret_forms(values if values is not None else known_secrets()):
+        if form in text:
+            text = text.replace(form, MASK)
     return text
 
 
@@ -101,8 +105,8 @@ def _scrub_body(body: bytes | str | None, content_type: str,
     except UnicodeDecodeError:
         # Binary bodies are kept as base64; secret values are masked in the bytes.
         masked = raw
-        for value in values:
-            masked = masked.replace(value.encode(), MASK.encode())
+        for form in secret_forms(values):
+            masked = masked.replace(form.encode(), MASK.encode())
         return {"body": None, "body_base64": base64.b64encode(masked).decode()}
     kind = content_type.split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":

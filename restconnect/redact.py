@@ -27,6 +27,7 @@ __all__ = [
     "redact_text",
     "redact_url",
     "register_secret",
+    "secret_forms",
 ]
 
 MASK = "***"
@@ -75,6 +76,17 @@ def known_secrets() -> frozenset[str]:
     """Every registered secret value (for scrubbing files such as cassettes)."""
     with _lock:
         return frozenset(_secrets)
+
+
+def secret_forms(values: Iterable[str]) -> list[str]:
+    """Each value with its URL-encoded forms, longest first.
+
+    Replacing them in this order masks a secret that contains another one
+    whole, instead of leaving the longer one's remainder in the clear.
+    """
+    forms = {form for value in values
+             for form in (value, quote(value, safe=""), quote(value))}
+    return sorted(forms, key=len, reverse=True)
 
 
 def is_sensitive_name(name: str) -> bool:

@@ -64,3 +64,10 @@ def test_registered_values_are_masked_anywhere():
 def test_params_keep_ordinary_names():
     assert redact_params({"author": "me", "api_key": "k", "keyword": "x"}) == {
         "author": "me", "api_key": MASK, "keyword": "x"}
+
+
+def test_cache_scrub_masks_a_secret_that_contains_another_whole():
+    from restconnect.cache import scrub_bytes
+
+    inner, outer = "inner-key-0001", "inner-key-0001-and-more"
+    assert scrub_bytes(f"k={outer}".encode(), [inner, outer]) == f"k={MASK}".encode()
