@@ -76,7 +76,7 @@ def is_interactive() -> bool:
     """Whether a person can answer a prompt: a Jupyter kernel or a terminal."""
     if os.environ.get("RESTCONNECT_NONINTERACTIVE"):
         return False
-    if _in_notebook():
+    if in_notebook():
         return True
     try:
         return sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()
@@ -86,10 +86,6 @@ def is_interactive() -> bool:
 
 def in_notebook() -> bool:
     """Whether this code runs in a Jupyter kernel."""
-    return _in_notebook()
-
-
-def _in_notebook() -> bool:
     shell = sys.modules.get("IPython")
     if shell is None:
         return False
