@@ -650,11 +650,6 @@ def _stats(lookup: _Lookup, distinct: list[dict[str, Any]],
 # ---------------------------------------------------------------- parent-child
 
 
-def fills_parent(spec: Any, params: Mapping[str, Any]) -> bool:
-    """Whether ``params`` already give every parameter the parent would fill."""
-    return spec.parent is None or all(name in params for name in spec.parent.params)
-
-
 def fetch_children(connector: Connector, endpoint: str, *,
                    parent_params: Mapping[str, Any] | None = None,
                    limit: int | None = None, max_pages: int | None = None,
