@@ -50,7 +50,6 @@ GRANTS = ("client_credentials", "authorization_code", "device_code", "refresh_to
 _REMOVED = {"implicit", "password"}
 _INTERACTIVE = {"authorization_code", "device_code"}
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _SLOW_DOWN_STEP = 5.0
 
 
