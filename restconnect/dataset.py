@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from restconnect.exceptions import CredentialsMissing, SpecError
@@ -411,10 +410,9 @@ def _select(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
 def is_dataset_file(path: str | os.PathLike[str]) -> bool:
     """Whether a YAML file is a dataset (it has ``sources``), not an extract job."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        return "sources" in read_yaml_mapping(path)
+    except SpecError:
         return False
-    return isinstance(data, dict) and "sources" in data
 
 
 def extract_dataset(path: str | os.PathLike[str], *, output: Any = None) -> Summary:
