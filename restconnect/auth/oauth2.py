@@ -265,20 +265,23 @@ class OAuth2Auth(TokenAuth):
 
     def token_request(self, body: str, *, extra: bool = True) -> dict[str, Any]:
         """POST an oauthlib-prepared body with client authentication."""
-        pairs = parse_qsl(body, keep_blank_values=True)
-        headers: dict[str, str] = {}
-        method = self.client_auth()
-        secret = self.credential("client_secret") or ""
-        pairs = [(k, v) for k, v in pairs if k not in ("client_id", "client_secret")]
-        if method == "client_secret_basic":
-            headers.update(client_basic_header(self.client_id, secret))
-        else:
-            pairs.append(("client_id", self.client_id))
-            if method == "client_secret_post":
-                pairs.append(("client_secret", secret))
+        pairs = [(k, v) for k, v in parse_qsl(body, keep_blank_values=True)
+                 if k not in ("client_id", "client_secret")]
+        headers = self._authenticate_client(pairs)
         if extra:
             pairs.extend(self._extra_params())
         return self.post_token_request(self.endpoint("token"), pairs, headers=headers)
+
+    def _authenticate_client(self, pairs: list[tuple[str, str]]) -> dict[str, str]:
+        """The headers for ``client_auth``; form-field credentials go onto ``pairs``."""
+        method = self.client_auth()
+        secret = self.credential("client_secret") or ""
+        if method == "client_secret_basic":
+            return client_basic_header(self.client_id, secret)
+        pairs.append(("client_id", self.client_id))
+        if method == "client_secret_post":
+            pairs.append(("client_secret", secret))
+        return {}
 
     def _extra_params(self) -> list[tuple[str, str]]:
         params = list(self.options.token_params.items())
@@ -534,17 +537,7 @@ class OAuth2Auth(TokenAuth):
         if self.options.scopes:
             pairs.append(("scope", " ".join(self.options.scopes)))
         pairs.extend(self._extra_params())
-        headers: dict[str, str] = {}
-        if self.client_auth() == "client_secret_basic":
-            headers.update(
-                client_basic_header(
-                    self.client_id, self.credential("client_secret") or ""
-                )
-            )
-        else:
-            pairs.append(("client_id", self.client_id))
-            if self.client_auth() == "client_secret_post":
-                pairs.append(("client_secret", self.credential("client_secret") or ""))
+        headers = self._authenticate_client(pairs)
         answer = self.post_token_request(
             self.endpoint("device"),
             pairs,
