@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -36,7 +36,8 @@ from restconnect.exceptions import (
 from restconnect.redact import redact_library_logs, redact_text, redact_url
 from restconnect.spec import RateLimitSpec, RetrySpec
 
-__all__ = ["HttpClient", "RateLimitState", "ResponseHook", "is_loopback", "user_agent"]
+__all__ = ["HttpClient", "RateLimitState", "ResponseHook", "is_loopback", "user_agent",
+           "with_query_param"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,15 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def with_query_param(url: str, name: str, value: str) -> str:
+    """``url`` with query parameter ``name`` set to ``value`` (replacing any)."""
+    parts = urlsplit(url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k != name]
+    pairs.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(pairs)))
 
 
 class ResponseHook(Protocol):

@@ -13,10 +13,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from restconnect.decoding import search_path
 from restconnect.exceptions import PaginationError
+from restconnect.http import with_query_param
 from restconnect.spec import PaginationSpec
 
 __all__ = [
@@ -202,8 +203,9 @@ class LinkHeaderPaginator(Paginator):
             k: v for k, v in last_query.items() if k != param}
         if start is None or last is None or not same_shape or last < start:
             return None
-        return [PageRequest(request.method, _set_query(urljoin(request.url, next_url),
-                                                       param, number),
+        return [PageRequest(request.method,
+                            with_query_param(urljoin(request.url, next_url), param,
+                                             str(number)),
                             {}, request.json, request.headers)
                 for number in range(start, last + 1)]
 
@@ -429,14 +431,6 @@ def _link(page: Page, rel: str) -> str | None:
 
 def _query(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-
-
-def _set_query(url: str, name: str, value: Any) -> str:
-    parts = urlsplit(url)
-    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k != name]
-    pairs.append((name, str(value)))
-    return urlunsplit(parts._replace(query=urlencode(pairs)))
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -8,13 +8,14 @@ import time
 from email.utils import parsedate_to_datetime
 from http.cookies import SimpleCookie
 from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import urlsplit, parse_qsl
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field as PydanticField
 
 from restconnect.auth import register_auth
 from restconnect.auth.base import AuthMethod, Field
+from restconnect.http import with_query_param
 from restconnect.redact import register_secret
 
 logger = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class APIKeyAuth(AuthMethod):
             pair = f"{name}={key}"
             request.headers["Cookie"] = f"{cookie}; {pair}" if cookie else pair
         else:
-            request.url = _with_query_param(request.url or "", name, key)
+            request.url = with_query_param(request.url or "", name, key)
         return request
 
     def query_param_names(self) -> list[str]:
@@ -167,11 +168,3 @@ def _rest_seconds(response: requests.Response, default: float) -> float:
         value = float(reset)
         return max(value - time.time(), 0) if value > 1e9 else value
     return default
-
-
-def _with_query_param(url: str, name: str, value: str) -> str:
-    parts = urlsplit(url)
-    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k != name]
-    pairs.append((name, value))
-    return urlunsplit(parts._replace(query=urlencode(pairs)))
