@@ -134,8 +134,7 @@ class Connector:
     def _build_auth(self, given: dict[str, Any], interactive: bool | None
                     ) -> list[AuthMethod]:
         entries = self.spec.auth_entries
-        unknown = set(given) - {f.name for e in entries
-                                for f in get_auth_method(e.method).fields}
+        unknown = set(given) - set(self.credential_fields())
         if unknown:
             raise TypeError(
                 f"connect() got unexpected arguments {sorted(unknown)} for "
