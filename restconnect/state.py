@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from restconnect.cache import restconnect_home
 from restconnect.exceptions import SpecError
 from restconnect.redact import redact_params
 
@@ -55,9 +56,9 @@ logger = logging.getLogger(__name__)
 
 def state_root() -> Path:
     """The folder holding incremental state."""
-    home = os.environ.get("RESTCONNECT_HOME")
-    if home:
-        return Path(home).expanduser() / "state"
+    home = restconnect_home()
+    if home is not None:
+        return home / "state"
     import platformdirs
 
     return Path(platformdirs.user_state_dir("restconnect", appauthor=False))

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from restconnect.cache import restconnect_home
 from restconnect.exceptions import AuthError
 
 __all__ = ["TokenStore", "default_token_store", "store_root"]
@@ -38,9 +39,9 @@ _FORMAT_VERSION = 1
 
 def store_root() -> Path:
     """Where tokens are kept: ``$RESTCONNECT_HOME``, else the user data folder."""
-    home = os.environ.get("RESTCONNECT_HOME")
-    if home:
-        return Path(home).expanduser()
+    home = restconnect_home()
+    if home is not None:
+        return home
     import platformdirs
 
     return Path(platformdirs.user_data_dir("restconnect", appauthor=False))
