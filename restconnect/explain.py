@@ -49,10 +49,11 @@ def connection_status(connector: Any) -> str:
     methods = [getattr(h, "name", "") for h in connector.auth]
     if "pending" in methods:
         return "waiting for credentials: fill in the form shown by connect()"
-    who = _signed_in_as(connector, [_describe(h) for h in connector.auth])
+    described = [_describe(h) for h in connector.auth]
+    who = _signed_in_as(connector, described)
     if who:
         return f"signed in as {who}"
-    if any(_describe(h).get("signed_in") is False for h in connector.auth):
+    if any(facts.get("signed_in") is False for facts in described):
         return "not signed in yet (the first request signs in, or use Sign in)"
     if not methods or methods == ["none"]:
         return "no authentication"
