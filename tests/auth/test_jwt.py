@@ -8,7 +8,6 @@ against a small server that checks the app JWT the way GitHub documents.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from token_servers import Call, tiny_server
+from token_servers import Call, get_in_threads, tiny_server
 
 from restconnect import sandbox
 from restconnect.auth.base import AuthContext
@@ -200,20 +199,7 @@ def test_jwt_bearer_exchange_happens_once_for_many_threads(
         token_url=creds["token_url"],
     )
     client = HttpClient(connector="jwtdemo", auth=[auth], pool_size=12)
-    statuses: list[int] = []
-
-    threads = [
-        threading.Thread(
-            target=lambda: statuses.append(
-                client.request("GET", f"{box.url}/code/user").status_code
-            )
-        )
-        for _ in range(12)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    statuses = get_in_threads(client, f"{box.url}/code/user", 12)
 
     assert statuses == [200] * 12
     assert box.stats["grants"] == {"urn:ietf:params:oauth:grant-type:jwt-bearer": 1}

@@ -20,7 +20,7 @@ from oidc_server import (
     OIDCProvider,
     running_provider,
 )
-from token_servers import tiny_server
+from token_servers import get_in_threads, tiny_server
 
 from restconnect.auth.base import AuthContext
 from restconnect.auth.oauth2 import OAuth2Auth, OAuth2Options
@@ -147,16 +147,7 @@ def test_many_threads_cause_one_client_credentials_request(
     )
     before = len(oidc_provider.token_calls("client_credentials"))
     http = HttpClient(connector="demo", auth=[auth], pool_size=16)
-    answers: list[int] = []
-
-    def call() -> None:
-        answers.append(http.request("GET", oidc_provider.api_url).status_code)
-
-    threads = [threading.Thread(target=call) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    answers = get_in_threads(http, oidc_provider.api_url, 16)
 
     assert answers == [200] * 16
     assert len(oidc_provider.token_calls("client_credentials")) - before == 1
@@ -307,20 +298,7 @@ def test_many_threads_with_an_expired_token_cause_one_refresh(
     _expire(auth)
     before = len(oidc_provider.token_calls("refresh_token"))
     http = HttpClient(connector="demo", auth=[auth], pool_size=16)
-    statuses: list[int] = []
-
-    threads = [
-        threading.Thread(
-            target=lambda: statuses.append(
-                http.request("GET", oidc_provider.api_url).status_code
-            )
-        )
-        for _ in range(12)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    statuses = get_in_threads(http, oidc_provider.api_url, 12)
 
     assert statuses == [200] * 12
     assert len(oidc_provider.token_calls("refresh_token")) - before == 1
@@ -572,20 +550,8 @@ def test_sandbox_refresh_grant_keeps_each_rotated_refresh_token(
     first = auth.token()
     _expire(auth)
 
-    statuses: list[int] = []
     client = HttpClient(connector="demo", auth=[auth], pool_size=10)
-    threads = [
-        threading.Thread(
-            target=lambda: statuses.append(
-                client.request("GET", f"{box.url}/code/user").status_code
-            )
-        )
-        for _ in range(10)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    statuses = get_in_threads(client, f"{box.url}/code/user", 10)
 
     second = auth.token()
     assert statuses == [200] * 10

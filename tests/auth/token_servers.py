@@ -118,3 +118,18 @@ def tiny_server() -> Iterator[TinyServer]:
         yield server
     finally:
         server.stop()
+
+
+def get_in_threads(http: Any, url: str, count: int, timeout: float = 20) -> list[int]:
+    """GET ``url`` from ``count`` threads at once; the statuses, in finishing order."""
+    statuses: list[int] = []
+
+    def call() -> None:
+        statuses.append(http.request("GET", url).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return statuses
