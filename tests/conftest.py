@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,19 @@ def fresh_sandbox():
     server = sandbox_module.start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def notebook_mode(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Pretend to run in a kernel with a person, recording what is displayed.
+
+    ``connect()`` then shows its credential form or sign-in panel.
+    """
+    import restconnect.jupyter as rj
+
+    shown: list[Any] = []
+    monkeypatch.delenv("RESTCONNECT_NONINTERACTIVE", raising=False)
+    monkeypatch.setattr(rj, "in_notebook", lambda: True)
+    monkeypatch.setattr(rj, "is_interactive", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    return shown

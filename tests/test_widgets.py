@@ -22,7 +22,6 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-import restconnect.jupyter as rj
 from restconnect import CredentialsMissing, connect
 from restconnect.auth.base import Field
 from restconnect.credentials import FieldRequest
@@ -63,17 +62,6 @@ def memory_keyring() -> Any:
     keyring.set_keyring(backend)
     yield backend
     keyring.set_keyring(previous)
-
-
-@pytest.fixture()
-def notebook_mode(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Pretend to run in a kernel with a person: connect() then shows the form."""
-    shown: list[Any] = []
-    monkeypatch.delenv("RESTCONNECT_NONINTERACTIVE", raising=False)
-    monkeypatch.setattr(rj, "in_notebook", lambda: True)
-    monkeypatch.setattr(rj, "is_interactive", lambda: True)
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
-    return shown
 
 
 @pytest.fixture()

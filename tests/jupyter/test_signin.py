@@ -52,19 +52,6 @@ endpoints:
 
 
 @pytest.fixture()
-def notebook_mode(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Pretend to run in a kernel with a person, recording what is displayed."""
-    import restconnect.jupyter as rj
-
-    shown: list[Any] = []
-    monkeypatch.delenv("RESTCONNECT_NONINTERACTIVE", raising=False)
-    monkeypatch.setattr(rj, "in_notebook", lambda: True)
-    monkeypatch.setattr(rj, "is_interactive", lambda: True)
-    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
-    return shown
-
-
-@pytest.fixture()
 def conn(provider: OIDCProvider) -> Iterator[Any]:
     spec = _spec(provider)
     with connect(spec, client_id=NATIVE, interactive=False, cache=False) as connector:
