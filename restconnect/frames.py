@@ -286,7 +286,8 @@ class ArrowPages:
             raise _Irregular("records have different keys")
         page = _ArrowPage(len(records), [])
         names = list(records[0])
-        columns = [list(map(itemgetter(name), records)) for name in names]
+        # Every record has these keys in this order, so the values line up.
+        columns = list(zip(*map(dict.values, records)))
         arrays = [self._convert(name, column) for name, column in zip(names, columns)]
         page.layout = self._walk(page, names, arrays, columns, "", None)
         page.order = self._order(page)
@@ -297,18 +298,23 @@ class ArrowPages:
 
     # ------------------------------------------------------------ one page
 
-    def _convert(self, name: str, column: list[Any]) -> Any:
+    def _convert(self, name: str, column: Sequence[Any]) -> Any:
         """One top-level column as an Arrow array.
 
-        The type found on an earlier page is tried first, which skips
-        inference; Arrow would silently turn a float into an int64 or a
-        bool into a double there, so such values send the column back to
-        inference, which gives the type pandas would infer.
+        Nested objects are converted with the type found on an earlier page,
+        which is twice as fast as inferring it again; other columns convert
+        as fast either way, and are inferred. A typed conversion would
+        silently turn a float into an int64 or a bool into a double, so
+        :func:`_fits` checks the values, and a mismatch sends the column back
+        to inference, which gives the type pandas would infer.
         """
         import pyarrow as pa
 
         known = self._types.get(name)
-        if known is not None:
+        if known is not None and _is_list(known) and _lists_only(column):
+            # Lists stay Python lists in the frame: no need to convert them.
+            return _KeptLists(known)
+        if known is not None and pa.types.is_struct(known):
             try:
                 array = pa.array(column, type=known)
             except (pa.ArrowException, OverflowError, TypeError, ValueError):
@@ -319,14 +325,14 @@ class ArrowPages:
             array = pa.array(column)
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
             raise _Irregular(f"values of {name!r} do not convert: {exc}") from None
-        if not _fits(array.type, column):
+        if not _fits(array.type, column, inferred=True):
             raise _Irregular(f"values of {name!r} change type or layout between records")
         if not pa.types.is_null(array.type):
             self._types[name] = array.type
         return array
 
     def _walk(self, page: _ArrowPage, names: list[str], arrays: list[Any],
-              columns: list[list[Any]] | None, prefix: str, missing: Any
+              columns: Sequence[Sequence[Any]] | None, prefix: str, missing: Any
               ) -> list[_Node]:
         """Record the layout below ``prefix`` and keep every leaf column.
 
@@ -341,8 +347,7 @@ class ArrowPages:
             array = arrays[index]
             node = _Node(name, path)
             kind = array.type
-            if pa.types.is_struct(kind) or pa.types.is_list(kind) \
-                    or pa.types.is_large_list(kind):
+            if pa.types.is_struct(kind) or _is_list(kind):
                 column = columns[index] if columns is not None else \
                     self._children_values(page, prefix, name)
                 if pa.types.is_struct(kind):
@@ -357,7 +362,7 @@ class ArrowPages:
         return nodes
 
     def _walk_struct(self, page: _ArrowPage, node: _Node, array: Any,
-                     column: list[Any], missing: Any) -> list[_Node]:
+                     column: Sequence[Any], missing: Any) -> list[_Node]:
         import numpy as np
 
         names = [array.type.field(i).name for i in range(array.type.num_fields)]
@@ -510,12 +515,33 @@ class ArrowPages:
         return out
 
 
-def _fits(kind: Any, values: list[Any]) -> bool:
-    """Whether Arrow converted ``values`` to ``kind`` without changing one."""
+@dataclass(frozen=True)
+class _KeptLists:
+    """Stands for the Arrow array of a column of lists that is kept in Python."""
+
+    type: Any
+
+
+def _is_list(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_list(kind) or pa.types.is_large_list(kind))
+
+
+def _lists_only(values: Sequence[Any]) -> bool:
+    return set(map(type, values)) <= {list, type(None)}
+
+
+def _fits(kind: Any, values: Sequence[Any], *, inferred: bool = False) -> bool:
+    """Whether Arrow converted ``values`` to ``kind`` without changing one.
+
+    ``inferred``: Arrow chose ``kind`` itself, which it never makes int64
+    when a float or a bool is among the values.
+    """
     import pyarrow as pa
 
     if pa.types.is_int64(kind):
-        return float not in set(map(type, values))
+        return inferred or float not in set(map(type, values))
     if pa.types.is_float64(kind):
         return bool not in set(map(type, values))
     if not pa.types.is_struct(kind):
@@ -528,7 +554,8 @@ def _fits(kind: Any, values: list[Any]) -> bool:
         child = kind.field(index).type
         checked = pa.types.is_int64(child) or pa.types.is_float64(child) \
             or pa.types.is_struct(child)
-        if checked and not _fits(child, list(map(itemgetter(name), present))):
+        if checked and not _fits(child, list(map(itemgetter(name), present)),
+                                 inferred=inferred):
             return False
     return True
 

@@ -324,3 +324,25 @@ def test_nonsense_limits_are_refused_before_sending(server, option, value):
     with pytest.raises(ValueError, match=f"{option} must be a whole number"):
         make(server).fetch("items", **{option: value})
     assert server.requests_to("/items") == []
+
+
+def test_a_netrc_login_is_never_added(server, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login someone password {SECRET}-netrc\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    server.queue("/items", Reply(body={"items": [{"id": 1}]}))
+    make(server, auth="none").fetch("items")
+    assert "Authorization" not in server.requests_to("/items")[0].headers
+
+
+def test_cookies_the_api_sets_are_sent_back(server):
+    server.queue("/items", Reply(body={"items": [{"id": 1}]},
+                                 headers={"Set-Cookie": "session=abc123; Path=/"}))
+    server.queue("/items", Reply(body={"items": [{"id": 2}]}))
+    conn = make(server)
+    conn.fetch("items", cache=False)
+    conn.fetch("items", cache=False)
+    first, second = server.requests_to("/items")
+    assert "Cookie" not in first.headers
+    assert second.headers["Cookie"] == "session=abc123"
