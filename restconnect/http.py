@@ -10,6 +10,7 @@ with redacted URLs.
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 import logging
 import os
@@ -62,7 +63,11 @@ def user_agent() -> str:
 
 def is_loopback(url: str) -> bool:
     """Whether the URL's host is this machine (127.0.0.0/8, ::1, localhost)."""
-    host = (urlsplit(url).hostname or "").lower()
+    return _is_loopback_host((urlsplit(url).hostname or "").lower())
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback_host(host: str) -> bool:
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
     try:
