@@ -15,6 +15,9 @@ The tree::
     ├── CacheError                         the cache or a cassette cannot answer
     └── ExtractError                       an extract job could not finish
 
+    RestConnectWarning (a UserWarning)     a result the user should look at:
+                                           values lost, nothing matched
+
 Messages never hold a secret: URLs are redacted and bodies are cut short
 before they are put in a message.
 """
@@ -33,10 +36,20 @@ __all__ = [
     "RateLimitError",
     "ResponseError",
     "RestConnectError",
+    "RestConnectWarning",
     "SpecError",
     "TokenRefreshError",
     "TransportError",
 ]
+
+
+class RestConnectWarning(UserWarning):
+    """A result worth a look: values that did not convert, a join with no match.
+
+    Shown once per place by Python's default filter, in scripts and notebooks
+    alike; ``warnings.simplefilter("error", RestConnectWarning)`` turns them
+    into errors.
+    """
 
 
 class RestConnectError(Exception):
