@@ -32,7 +32,7 @@ import difflib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -143,9 +143,18 @@ class DatasetSpec(_Model):
 def read_dataset(path: str | os.PathLike[str]) -> DatasetSpec:
     """Read and validate a dataset file without fetching anything.
 
+    Every source's connector is loaded to check its endpoint and credential
+    names; no request is sent.
+
     Raises:
         SpecError: naming the file and the key path of the first problem.
     """
+    spec = _read(path)
+    _check_sources(spec, skip=())
+    return spec
+
+
+def _read(path: str | os.PathLike[str]) -> DatasetSpec:
     source = str(path)
     data = read_yaml_mapping(path, expected="a mapping with 'name', 'sources' and "
                              "'joins'")
@@ -212,6 +221,34 @@ def _check_steps(spec: DatasetSpec) -> None:
               "'joins' or remove it")
 
 
+def _check_sources(spec: DatasetSpec, *, skip: Iterable[str]) -> None:
+    """Each source's connector exists and knows its endpoint and credential names."""
+    from restconnect.auth import get_auth_method
+    from restconnect.catalog import list_specs, resolve_spec
+
+    for name, source in spec.sources.items():
+        if name in skip:
+            continue
+        where = f"sources.{name}"
+        try:
+            connector = resolve_spec(_connector_target(spec, source.connector))
+        except SpecError as exc:
+            near = difflib.get_close_matches(source.connector, list(list_specs()), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SpecError(f"connector {source.connector!r}{hint}: {exc}",
+                            source=spec.path, path=f"{where}.connector") from None
+        _check_endpoint(spec, name, connector.name, connector.endpoints)
+        fields = [f.name for entry in connector.auth_entries
+                  for f in get_auth_method(entry.method).fields]
+        for field in source.credentials:
+            if field not in fields:
+                near = difflib.get_close_matches(field, fields, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                _fail(spec, f"{where}.credentials.{field}",
+                      f"connector {connector.name!r} has no credential {field!r}{hint} "
+                      f"Its credentials: {', '.join(fields) or 'none'}")
+
+
 def _known_source(spec: DatasetSpec, name: str, path: str) -> None:
     if name in spec.sources:
         return
@@ -243,8 +280,9 @@ def load_dataset(path: str | os.PathLike[str] | DatasetSpec, *,
     Example:
         >>> frame = load_dataset("repos_with_customers.yaml")   # doctest: +SKIP
     """
-    spec = path if isinstance(path, DatasetSpec) else read_dataset(path)
     given = dict(connectors or {})
+    spec = path if isinstance(path, DatasetSpec) else _read(path)
+    _check_sources(spec, skip=given)
     built = {name: _connect(spec, name) for name in spec.sources if name not in given}
     opened = {**built, **given}
     try:
@@ -280,7 +318,7 @@ def _connect(spec: DatasetSpec, name: str) -> Connector:
     except TypeError as exc:
         raise SpecError(str(exc), source=spec.path,
                         path=f"{where}.credentials") from None
-    _check_endpoint(spec, name, connector)
+    _check_endpoint(spec, name, connector.name, connector.endpoints)
     return connector
 
 
@@ -321,14 +359,15 @@ def _fill_env(spec: DatasetSpec, value: str | None, path: str) -> str | None:
     return re.sub(r"\$\{([A-Za-z0-9_]+)(:-([^}]*))?\}", fill, value)
 
 
-def _check_endpoint(spec: DatasetSpec, name: str, connector: Connector) -> None:
+def _check_endpoint(spec: DatasetSpec, name: str, connector: str,
+                    endpoints: Mapping[str, Any]) -> None:
     endpoint = spec.sources[name].endpoint
-    if endpoint not in connector.endpoints:
-        near = difflib.get_close_matches(endpoint, list(connector.endpoints), n=1)
+    if endpoint not in endpoints:
+        near = difflib.get_close_matches(endpoint, list(endpoints), n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         _fail(spec, f"sources.{name}.endpoint",
-              f"connector {connector.name!r} has no endpoint {endpoint!r}{hint} "
-              f"Endpoints: {', '.join(connector.endpoints)}")
+              f"connector {connector!r} has no endpoint {endpoint!r}{hint} "
+              f"Endpoints: {', '.join(endpoints)}")
 
 
 def _fetch_sources(spec: DatasetSpec, connectors: Mapping[str, Connector]

@@ -90,9 +90,9 @@ def test_load_joins_two_apis_and_enriches(folder, fresh_sandbox):
     assert box.stats["by_auth"].get("oauth2") and box.stats["by_auth"].get("api_key")
 
 
-def test_load_dataset_is_the_same_function(tmp_path):
+def test_load_dataset_is_the_same_function(folder):
     assert restconnect.load is restconnect.load_dataset
-    spec = read_dataset(_write(tmp_path, DATASET))
+    spec = read_dataset(_write(folder, DATASET))
     assert [s.connector for s in spec.sources.values()] == ["code.yaml", "pay.yaml",
                                                             "code.yaml"]
 
@@ -180,9 +180,9 @@ def test_unreadable_file(tmp_path):
         read_dataset(tmp_path / "absent.yaml")
 
 
-def test_env_prefix_form_is_accepted(tmp_path):
+def test_env_prefix_form_is_accepted(folder):
     text = DATASET.replace(PAY_CREDS, "{api_key: env:JOIN_TEST_PAY_KEY}")
-    spec = read_dataset(_write(tmp_path, text))
+    spec = read_dataset(_write(folder, text))
     assert spec.sources["customers"].credentials == {"api_key": "env:JOIN_TEST_PAY_KEY"}
 
 
@@ -213,3 +213,25 @@ def test_extract_output_option_wins_and_no_output_is_an_error(folder):
     with pytest.raises(SpecError) as caught:
         extract(str(path))
     assert caught.value.path == "output"
+
+
+OFFLINE_MISTAKES = [
+    ("endpoint: customers", "endpoint: customer_list", "sources.customers.endpoint",
+     "has no endpoint 'customer_list'"),
+    ("connector: pay.yaml", "connector: pya.yaml", "sources.customers.connector",
+     "pya.yaml"),
+    ("{api_key: JOIN_TEST_PAY_KEY}", "{apikey: JOIN_TEST_PAY_KEY}",
+     "sources.customers.credentials.apikey", "did you mean 'api_key'?"),
+]
+
+
+@pytest.mark.parametrize(("good", "bad", "path", "words"), OFFLINE_MISTAKES,
+                         ids=["endpoint", "connector", "credential"])
+def test_read_dataset_checks_the_connectors_without_fetching(folder, fresh_sandbox,
+                                                             good, bad, path, words):
+    before = fresh_sandbox.stats
+    with pytest.raises(SpecError) as caught:
+        read_dataset(_write(folder, DATASET.replace(good, bad, 1)))
+    assert caught.value.path == path
+    assert words in str(caught.value)
+    assert fresh_sandbox.stats == before
