@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,7 @@ from restconnect.frames import FrameBuilder, FrameOptions
 from restconnect.http import HttpClient
 from restconnect.pagination import Page, PageRequest, RepeatGuard, make_paginator
 from restconnect.redact import redact_params, redact_url, register_secret
+from restconnect.secret import Secret
 from restconnect.spec import ConnectorSpec, EndpointSpec, PaginationSpec
 
 if TYPE_CHECKING:
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["Connector", "FetchResult", "connect"]
 
 logger = logging.getLogger(__name__)
+
+# The upper end of the range docs/spec.md gives for every ``concurrency``.
+MAX_CONCURRENCY = 64
 
 
 def connect(name_or_path: str | ConnectorSpec, *, base_url: str | None = None,
@@ -88,7 +93,7 @@ class FetchResult:
         self.truncated = False
         self.truncated_reason: str | None = None
         self.pagination: str | None = None
-        self.fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.fetched_at = _now()
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -111,6 +116,7 @@ class Connector:
                  session: requests.Session | None = None,
                  cache: bool | str | None = None, record: str | None = None,
                  replay: str | None = None):
+        _check_concurrency(concurrency)
         self.spec = spec
         self.name = spec.name
         self.base_url = (base_url or spec.resolved_base_url()).rstrip("/")
@@ -124,7 +130,9 @@ class Connector:
         self.progress = progress
         self.form: Any = None
         self._identity: Any = None
-        self._given = dict(credentials or {})
+        self._tallies: list[_Tally] = []
+        self._tally_lock = threading.Lock()
+        self._given = self._hold(credentials or {})
         self._install_auth(self._first_auth(interactive))
         self._offer_sign_in(interactive)
         self._attach_cache(cache, record, replay)
@@ -155,6 +163,16 @@ class Connector:
             for secret in handler.secrets():
                 register_secret(secret)
         return handlers
+
+    def _hold(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The given credentials, each secret field's value wrapped in a ``Secret``."""
+        secret = {f.name for e in self.spec.auth_entries
+                  for f in get_auth_method(e.method).fields if f.secret}
+        held = dict(given)
+        for name, value in given.items():
+            if name in secret and value is not None and not isinstance(value, Secret):
+                held[name] = Secret(str(value))
+        return held
 
     def _attach_cache(self, cache: bool | str | None, record: str | None,
                       replay: str | None) -> None:
@@ -204,7 +222,7 @@ class Connector:
         (an OAuth method that still needs a person to sign in) keeps the new ones.
         """
         previous = self.auth
-        given = {**self._given, **credentials}
+        given = {**self._given, **self._hold(credentials)}
         self._install_auth(self._build_auth(given, interactive=False))
         try:
             identity = self.after_sign_in()
@@ -345,24 +363,24 @@ class Connector:
         Returns:
             The records, with ``df.attrs["restconnect"]`` describing the fetch.
         """
-        params = {**(params or {}), **more_params}
+        params = _merge_params("fetch", params, more_params)
         _check_bounds(limit, max_pages)
+        _check_concurrency(concurrency)
         if incremental:
             from restconnect.state import fetch_incremental
 
             return fetch_incremental(self, endpoint, commit=commit, limit=limit,
                                      max_pages=max_pages, explode=explode, cache=cache,
-                                     concurrency=concurrency, **params)
+                                     concurrency=concurrency, params=params)
         spec = self.endpoint(endpoint)
         if spec.parent is not None and not all(n in params for n in spec.parent.params):
-            from restconnect.join import fetch_children  # parent rows, then children
-
-            return fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
-                                  cache=cache, workers=concurrency, **params)
+            return self._fetch_with_parent(endpoint, params, limit=limit,
+                                           max_pages=max_pages, cache=cache,
+                                           concurrency=concurrency)
         snapshot = self._snapshot(endpoint, spec, params, cache, limit, max_pages,
                                   explode)
         if snapshot.frame is not None:
-            return snapshot.frame
+            return self._counted(snapshot.frame)
         builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes,
                                             datetimes=spec.datetimes,
                                             columns=spec.columns, explode=explode))
@@ -378,6 +396,35 @@ class Connector:
             frame = builder.finish()
         frame.attrs["restconnect"] = result.as_dict()
         snapshot.save(frame)
+        return self._counted(frame)
+
+    def _fetch_with_parent(self, endpoint: str, params: dict[str, Any], *,
+                           limit: int | None, max_pages: int | None, cache: Any,
+                           concurrency: int | None) -> pd.DataFrame:
+        """The parent rows, then the children; attrs keyed like a plain fetch's."""
+        from restconnect.join import fetch_children
+
+        started = _now()
+        tally = _Tally()
+        with self._tally_lock:
+            self._tallies.append(tally)
+        try:
+            frame = fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
+                                   cache=cache, workers=concurrency, **params)
+        finally:
+            with self._tally_lock:
+                self._tallies.remove(tally)
+        frame.attrs["restconnect"] = {
+            **tally.summary(endpoint, started),
+            **frame.attrs.get("restconnect", {})}
+        return frame
+
+    def _counted(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Add a plain fetch's attrs to every parent-child fetch in progress."""
+        if self._tallies:
+            with self._tally_lock:
+                for tally in self._tallies:
+                    tally.add(frame.attrs.get("restconnect", {}))
         return frame
 
     def _snapshot(self, endpoint: str, spec: EndpointSpec, params: Mapping[str, Any],
@@ -412,8 +459,9 @@ class Connector:
                    params: Mapping[str, Any] | None = None,
                    **more_params: Any) -> Iterator[Page]:
         """Yield each page as it arrives (``page.records`` holds its records)."""
-        params = {**(params or {}), **more_params}
+        params = _merge_params("iter_pages", params, more_params)
         _check_bounds(limit, max_pages)
+        _check_concurrency(concurrency)
         spec = self.endpoint(endpoint)
         result = FetchResult(self.name, endpoint, params)
         yield from self._pages(endpoint, spec, params, result, limit=limit,
@@ -615,6 +663,66 @@ def _check_bounds(limit: Any, max_pages: Any) -> None:
             raise ValueError(f"{name} must be a whole number of at least 1, got "
                              f"{value!r}; pass API parameters of that name as "
                              f"params={{{name!r}: ...}}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_concurrency(value: Any) -> None:
+    """``concurrency`` is a whole number from 1 to 64, or None."""
+    if value is None:
+        return
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 1 <= value <= MAX_CONCURRENCY):
+        raise ValueError(f"concurrency must be a whole number from 1 to "
+                         f"{MAX_CONCURRENCY}, got {value!r}")
+
+
+def _merge_params(caller: str, params: Mapping[str, Any] | None,
+                  more_params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params=`` and the keyword parameters as one mapping.
+
+    Raises:
+        TypeError: a name is in both with different values (which one was
+            meant cannot be known; the values are not shown, they may be secret).
+    """
+    merged = dict(params or {})
+    clashes = sorted(name for name, value in more_params.items()
+                     if name in merged and not _same(merged[name], value))
+    if clashes:
+        raise TypeError(f"{caller}() got different values for parameter(s) "
+                        f"{', '.join(map(repr, clashes))} in params= and as "
+                        "keywords; give each once")
+    merged.update(more_params)
+    return merged
+
+
+def _same(first: Any, second: Any) -> bool:
+    try:
+        return bool(first == second)
+    except (TypeError, ValueError):  # an array or frame has no single truth value
+        return first is second
+
+
+class _Tally:
+    """The pages and pagination kinds of the fetches inside a parent-child fetch."""
+
+    def __init__(self) -> None:
+        self.pages_from_cache = 0
+        self.kinds: dict[str, set[str]] = {}
+
+    def add(self, attrs: Mapping[str, Any]) -> None:
+        self.pages_from_cache += int(attrs.get("pages_from_cache") or 0)
+        if attrs.get("pagination"):
+            endpoint = str(attrs.get("endpoint"))
+            self.kinds.setdefault(endpoint, set()).add(attrs["pagination"])
+
+    def summary(self, endpoint: str, fetched_at: str) -> dict[str, Any]:
+        """The keys a plain fetch has and ``fetch_children`` does not fill."""
+        kinds = self.kinds.get(endpoint)
+        return {"pagination": "+".join(sorted(kinds)) if kinds else None,
+                "pages_from_cache": self.pages_from_cache, "fetched_at": fetched_at}
 
 
 def _pages_needed(planned: list[PageRequest], first: Page, result: FetchResult,

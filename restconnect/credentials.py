@@ -6,7 +6,9 @@ variables (the field's declared variable, the spec's ``env:`` mapping, and
 ``restconnect:<connector>``); non-secret values written in the spec; the
 field's default; and, only when a person is there, a prompt. Otherwise
 :class:`~restconnect.exceptions.CredentialsMissing` lists every way to
-provide each missing field.
+provide each missing field. An empty or blank value (``token=""``, a
+variable set to spaces) counts as not given, whatever its source: the chain
+goes on to the next one.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def resolve_credentials(connector: str, requests: Sequence[FieldRequest],
             missing.append(request)
         values[request.field.name] = value
     if missing:
-        values.update(_ask(connector, missing, interactive))
+        blank = {r.field.name for r in missing if given.get(r.field.name) is not None}
+        values.update(_ask(connector, missing, interactive, blank))
     return {name: _wrap(request_for(requests, name), value)
             for name, value in values.items()}
 
@@ -161,18 +164,27 @@ def request_for(requests: Sequence[FieldRequest], name: str) -> FieldRequest:
 def _first_value(connector: str, request: FieldRequest, given: Mapping[str, Any],
                  use_keyring: bool) -> Any:
     name = request.field.name
-    if given.get(name) is not None:
+    if not _is_blank(given.get(name)):
         return given[name]
+    if given.get(name) is not None:
+        logger.debug("%s: %s was given blank; looking further", connector, name)
     for variable in env_names(connector, request):
-        if os.environ.get(variable):
+        if not _is_blank(os.environ.get(variable)):
             return os.environ[variable]
     if use_keyring:
         stored = _from_keyring(connector, name)
-        if stored:
+        if not _is_blank(stored):
             return stored
     if request.literal is not None:
         return str(request.literal)
     return request.field.default
+
+
+def _is_blank(value: Any) -> bool:
+    """Whether a value is missing, empty or only whitespace (a Secret too)."""
+    if isinstance(value, Secret):
+        value = value.reveal()
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def find_values(connector: str, requests: Sequence[FieldRequest],
@@ -231,24 +243,26 @@ def forget_in_keyring(connector: str, names: Sequence[str]) -> list[str]:
 
 
 def _ask(connector: str, missing: Sequence[FieldRequest],
-         interactive: bool | None) -> dict[str, str]:
+         interactive: bool | None, blank: set[str]) -> dict[str, str]:
     if interactive is None:
         interactive = is_interactive()
     prompter = _prompter or (_terminal_prompt if sys.stdin and sys.stdin.isatty()
                              else None)
     if interactive and prompter is not None:
         answers = dict(prompter(connector, missing))
-        still = [r for r in missing if not answers.get(r.field.name)]
+        still = [r for r in missing if _is_blank(answers.get(r.field.name))]
         if not still:
             return answers
         missing = still
     raise CredentialsMissing(connector, {
-        r.field.name: _ways(connector, r) for r in missing})
+        r.field.name: _ways(connector, r, r.field.name in blank) for r in missing})
 
 
-def _ways(connector: str, request: FieldRequest) -> list[str]:
-    ways = [f"pass {request.field.name}=... to connect()"]
-    ways += [f"set ${name}" for name in env_names(connector, request)]
+def _ways(connector: str, request: FieldRequest, blank: bool = False) -> list[str]:
+    name = request.field.name
+    ways = [f"pass a non-blank {name}=... to connect() (the one given is blank)"
+            if blank else f"pass {name}=... to connect()"]
+    ways += [f"set ${variable}" for variable in env_names(connector, request)]
     ways.append(f"run 'restconnect login {connector}' to keep it in the OS keyring")
     return ways
 

@@ -244,8 +244,8 @@ class IncrementalPlan:
             merged[self.spec.param] = self.cursor
         elif self.spec.mode == "filter" and self.spec.filter and self.spec.filter_param:
             try:
-                merged[self.spec.filter_param] = self.spec.filter.format(
-                    cursor=self.cursor, **params)
+                merged[self.spec.filter_param] = self.spec.filter.format_map(
+                    {**params, "cursor": self.cursor})
             except KeyError as exc:
                 raise SpecError(f"the filter template names {exc.args[0]!r}, which is "
                                 "neither 'cursor' nor a parameter of this fetch",
@@ -340,14 +340,17 @@ def fetch_incremental(connector: Connector, endpoint: str, *, commit: bool = Tru
                       limit: int | None = None, max_pages: int | None = None,
                       explode: str | None = None, cache: Any = None,
                       concurrency: int | None = None, store: StateStore | None = None,
-                      **params: Any) -> pd.DataFrame:
+                      params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """``fetch(..., incremental=True)``: only rows new or changed since the saved state.
 
     The new state is committed when the frame is returned, unless
     ``commit=False``; then :func:`commit` saves it once the frame is written.
+    ``params`` are the API parameters, kept apart from the keywords above so
+    that an API's own ``limit`` or ``cache`` reaches the API.
     """
     from restconnect.frames import FrameBuilder, FrameOptions
 
+    params = dict(params or {})
     spec = incremental_spec(connector, endpoint)
     store = store or StateStore()
     key = store.key(connector.name, endpoint, params)
@@ -358,7 +361,7 @@ def fetch_incremental(connector: Connector, endpoint: str, *, commit: bool = Tru
     # incremental fetch revalidates every page unless told otherwise.
     pages = connector.iter_pages(endpoint, limit=limit, max_pages=max_pages,
                                  cache=0 if cache is None else cache,
-                                 concurrency=concurrency, **plan.params(params))
+                                 concurrency=concurrency, params=plan.params(params))
     try:
         for page in pages:
             rows.add(plan.select(page.records))
