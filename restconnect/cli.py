@@ -11,7 +11,9 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from restconnect.exceptions import RestConnectError
@@ -130,6 +132,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def write_frame(frame: Any, path: str) -> None:
     """Write a frame as CSV, Parquet or JSON Lines, by file extension."""
     lowered = path.lower()
+    if lowered.endswith((".csv", ".parquet", ".pq", ".jsonl", ".ndjson")):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     if lowered.endswith(".csv"):
         _json_cells(frame).to_csv(path, index=False)
     elif lowered.endswith((".parquet", ".pq")):
@@ -192,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("-p", "--param", action="append", default=[],
                        metavar="NAME=VALUE", help="a parameter (repeatable)")
     fetch.add_argument("-o", "--output", help="write .csv, .parquet or .jsonl")
-    fetch.add_argument("--limit", type=int)
-    fetch.add_argument("--max-pages", type=int)
+    fetch.add_argument("--limit", type=positive_int, help="stop after this many records")
+    fetch.add_argument("--max-pages", type=positive_int,
+                       help="stop after this many pages")
     fetch.add_argument("--base-url", help="override the spec's base URL")
     demo = _add(commands, "demo", _cmd_demo, "fetch from the embedded sandbox API")
     demo.add_argument("--rows", type=int, default=5, help="rows of the sample shown")
@@ -206,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8765)
     _add_extra_commands(commands)
     return parser
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of 1 or more")
+    return number
 
 
 def _port(value: str) -> int:
@@ -248,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RestConnectError as exc:
         if args.debug:
-            raise
+            traceback.print_exc()
         print(f"restconnect: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -260,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:
         if args.debug:
-            raise
+            traceback.print_exc()
         where = f" {exc.filename}" if exc.filename else ""
         print(f"restconnect: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1

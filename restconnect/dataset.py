@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 # ``GITHUB_TOKEN``, or ``env:GITHUB_TOKEN`` as in job files. Bare names must be
 # in capitals: a pasted secret often looks like an identifier.
-_ENV_NAME = re.compile(r"^([A-Z_][A-Z0-9_]{0,127}|env:[A-Za-z_][A-Za-z0-9_]{0,127})$")
+_ENV_NAME = re.compile(r"^(env:)?[A-Z_][A-Z0-9_]{0,127}$")
 Keys = str | list[str]
 
 

@@ -40,7 +40,7 @@ from restconnect.exceptions import (
     RestConnectError,
     SpecError,
 )
-from restconnect.outputs import OutputSpec, key_text, make_output
+from restconnect.outputs import LOCK_SUFFIX, OutputSpec, key_text, make_output
 from restconnect.redact import redact_text
 from restconnect.spec import read_yaml_mapping
 from restconnect.state import IncrementalPlan, StateStore, get_path
@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 CRASH_ENV = "RESTCONNECT_TEST_CRASH_AT"
 CRASH_EXIT = 97
 
-_REFERENCE = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
+_REFERENCE = re.compile(r"^env:[A-Z_][A-Z0-9_]*$")
 _DEFAULT_SCHEDULE = "0 2 * * *"
 
 
@@ -105,7 +105,13 @@ class Job(BaseModel):
     @field_validator("output", mode="before")
     @classmethod
     def _output(cls, value: Any) -> OutputSpec:
-        return OutputSpec.of(value)
+        try:
+            return OutputSpec.of(value)
+        except SpecError as exc:
+            # pydantic puts this under "output" already: name only the key below.
+            below = exc.path.removeprefix("output").lstrip(".")
+            raise ValueError(f"{below}: {exc.problem}" if below else exc.problem
+                             ) from None
 
     @field_validator("credentials")
     @classmethod
@@ -113,7 +119,8 @@ class Job(BaseModel):
         for field, reference in value.items():
             if not isinstance(reference, str) or not _REFERENCE.match(reference):
                 raise ValueError(f"credentials.{field} must be a reference such as "
-                                 "env:GITHUB_TOKEN; a job file never holds a value")
+                                 "env:GITHUB_TOKEN, in capitals; a job file never "
+                                 "holds a value")
         return value
 
     # ------------------------------------------------------------ loading
@@ -132,7 +139,7 @@ class Job(BaseModel):
         except ValidationError as exc:
             from restconnect.spec import format_validation_error
 
-            raise format_validation_error(exc, source) from None
+            raise format_validation_error(exc, source, cls) from None
         job.source = source
         folder = Path(path).resolve().parent
         if not Path(job.output.path).expanduser().is_absolute():
@@ -282,17 +289,29 @@ def run_job(job: Job, *, store: StateStore | None = None,
     except Timeout:
         raise ExtractError(f"{job.label}: another run of this job is in progress "
                            f"(lock {lock_path}); not starting a second one") from None
+    except OSError as exc:
+        import requests
+
+        if isinstance(exc, requests.RequestException):
+            raise
+        detail = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
+        raise ExtractError(f"{job.label}: cannot write the output "
+                           f"{job.output.path} ({detail}); the earlier output, if "
+                           "any, is unchanged") from None
 
 
 def _lock_path(job: Job) -> Path:
     """The lock file, beside the output so every user and scheduler sees it."""
     output = Path(job.output.path).expanduser()
+    if output.is_dir():
+        raise ExtractError(f"{job.label}: the output {output} is a folder; give the "
+                           "path of a file to write")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExtractError(f"{job.label}: cannot create the output folder "
                            f"{output.parent}: {exc.strerror}") from None
-    return output.parent / f".{output.name}.restconnect-lock"
+    return output.parent / f".{output.name}{LOCK_SUFFIX}"
 
 
 def _run_locked(job: Job, store: StateStore) -> Summary:
@@ -491,6 +510,8 @@ def _job_folders(jobs_dir: str | None) -> list[Path]:
 
 def add_extract_parser(subparsers: Any) -> Any:
     """Add ``extract`` to an argparse subparsers object."""
+    from restconnect.cli import positive_int
+
     parser = subparsers.add_parser(
         "extract", help="run an extract job (a job file, a job name, or "
         "CONNECTOR ENDPOINT -o OUTPUT)")
@@ -506,11 +527,13 @@ def add_extract_parser(subparsers: Any) -> Any:
                         choices=("parquet", "csv", "jsonl", "sqlite", "duckdb"))
     parser.add_argument("--table", help="database table (default: the endpoint)")
     parser.add_argument("--base-url", help="override the spec's base URL")
-    parser.add_argument("--batch-size", type=int, help="records per written batch")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="records per written batch")
     parser.add_argument("--cache", action="store_true", help="use the response cache")
     parser.add_argument("--jobs-dir", help="a folder of job files to find JOB in")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.set_defaults(func=extract_cli)
     return parser
 

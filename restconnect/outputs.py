@@ -33,9 +33,12 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["FORMATS", "Output", "OutputSpec", "make_output", "to_arrow"]
+__all__ = ["FORMATS", "LOCK_SUFFIX", "Output", "OutputSpec", "make_output", "to_arrow"]
 
 logger = logging.getLogger(__name__)
+
+#: The end of a job's lock file name; the lock sits beside the output.
+LOCK_SUFFIX = ".restconnect-lock"
 
 Mode = Literal["replace", "append", "upsert"]
 
@@ -83,6 +86,8 @@ class OutputSpec:
                 suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
                 raise SpecError(f"unknown key {key!r}{suggestion} (known: "
                                 f"{', '.join(known)})", path=f"output.{key}")
+            if "path" not in value:
+                raise SpecError("required key is missing", path="output.path")
             return cls(**value)
         raise SpecError(f"output must be a path or a mapping, got {value!r}",
                         path="output")
@@ -294,6 +299,8 @@ class FileOutput(Output):
 
     def _clean_stale(self) -> None:
         for leftover in self.path.parent.glob(f".{self.path.name}.*"):
+            if leftover.name.endswith(LOCK_SUFFIX):
+                continue  # the running job's lock: deleting it lets a second run in
             # Leftovers of a killed run: a staging folder or a half-built file.
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)

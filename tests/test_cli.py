@@ -124,3 +124,35 @@ def test_csv_output_writes_lists_as_json(sandbox, tmp_path):
         row = next(csv.DictReader(handle))
     served = next(r for r in sandbox.data.repos.rows if str(r["id"]) == row["id"])
     assert json.loads(row["topics"]) == served["topics"]
+
+
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(sandbox):
+    env = {"RESTCONNECT_SANDBOX_TOKEN": "wrong-token-value"}
+    result = run("--debug", "fetch", "sandbox", "repos", "--base-url", sandbox.url,
+                 env=env)
+    assert result.returncode == 3
+    assert "Traceback" in result.stderr
+    assert "wrong-token-value" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("fetch", "sandbox", "repos", "--limit", "-1"),
+    ("fetch", "sandbox", "repos", "--max-pages", "0"),
+    ("extract", "sandbox", "labels", "-o", "x.csv", "--batch-size", "0"),
+    ("extract", "sandbox", "labels", "-o", "x.csv", "--log-level", "chatty"),
+], ids=["limit", "max-pages", "batch-size", "log-level"])
+def test_bad_option_values_are_usage_errors(args, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "restconnect.cli", *args],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_fetch_output_folders_are_created(sandbox, tmp_path):
+    env = {"RESTCONNECT_SANDBOX_TOKEN": sandbox.credentials["token"]}
+    out = tmp_path / "new" / "sub" / "labels.csv"
+    result = run("fetch", "sandbox", "labels", "--base-url", sandbox.url,
+                 "-o", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 0

@@ -140,7 +140,8 @@ def test_replace_mode_rewrites_the_whole_output(token_env, tmp_path) -> None:
     job.run()
 
     assert len(read_output(out)) == listed_repos(token_env, tmp_path)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert hidden == [".repos.csv.restconnect-lock"]  # staging and old copies are gone
 
 
 def test_upsert_without_primary_key_is_refused(token_env, tmp_path) -> None:
@@ -207,7 +208,8 @@ def test_kill_during_the_first_run_leaves_no_output(token_env, tmp_path) -> None
     assert summary.rows == 1200
     assert read_output(out)["id"].is_unique
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "cachebox.yaml", "issues.parquet", "j.job.yaml"]
+        ".issues.parquet.restconnect-lock", "cachebox.yaml", "issues.parquet",
+        "j.job.yaml"]
 
 
 # ---------------------------------------------------------------- command line
@@ -300,6 +302,35 @@ def test_a_second_run_of_the_same_job_is_refused(token_env, tmp_path) -> None:
     assert done.returncode == ExtractError.exit_code == 8
     assert "in progress" in done.stderr
     assert job.run().rows == 1200
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl", "sqlite"])
+def test_a_running_job_keeps_its_lock(token_env, tmp_path, monkeypatch, suffix) -> None:
+    import restconnect.jobs
+
+    job = make_job(token_env, tmp_path, str(tmp_path / f"o.{suffix}"))
+    refused = []
+
+    def second_run_meanwhile(point: str) -> None:
+        if not refused:
+            with pytest.raises(ExtractError, match="another run of this job"):
+                job.run()
+            refused.append(point)
+
+    monkeypatch.setattr(restconnect.jobs, "_crash_hook", second_run_meanwhile)
+    assert job.run().rows == 1200
+    assert refused
+
+
+def test_a_value_that_looks_like_a_variable_name_is_refused_unseen(tmp_path) -> None:
+    pasted = "ghp_abcdEFGH1234567890secretXYZ"
+    path = tmp_path / "bad.job.yaml"
+    path.write_text("connector: github\nendpoint: issues\noutput: i.parquet\n"
+                    f"credentials: {{token: env:{pasted}}}\n")
+
+    with pytest.raises(SpecError, match="in capitals") as caught:
+        Job.from_file(path)
+    assert pasted not in str(caught.value)
 
 
 def test_bad_job_files_are_spec_errors(tmp_path) -> None:
