@@ -763,6 +763,13 @@ def _split_params(connector: str, endpoint: str, spec: EndpointSpec,
             f"requires: {required} (path {spec.path})", source=connector,
             path=f"endpoints.{endpoint}")
     path_values = {name: params[name] for name in needed}
+    for name, value in path_values.items():
+        if str(value).strip() in ("", ".", ".."):
+            # An empty, '.' or '..' segment would send the request to another path.
+            raise SpecError(
+                f"parameter {name!r} of endpoint {endpoint!r} is {str(value)!r}, which "
+                f"would change the path {spec.path} itself; give a real value",
+                source=connector, path=f"endpoints.{endpoint}")
     rest = {k: v for k, v in params.items() if k not in needed}
     return path_values, rest
 

@@ -195,6 +195,13 @@ def test_path_parameters_are_encoded(server):
     assert frame["id"].tolist() == ["a/b"]
 
 
+@pytest.mark.parametrize("value", ["..", ".", "", "  "])
+def test_path_values_that_would_change_the_path_are_refused(server, value):
+    with pytest.raises(SpecError, match="would change the path"):
+        make(server).fetch("thing", thing_id=value)
+    assert server.seen == []  # nothing was sent
+
+
 def test_repeated_cursor_raises(server):
     server.queue("/cursor", Reply(body={"items": [{"id": 1}], "next": "same"}))
     with pytest.raises(PaginationError, match="repeats page 2"):
