@@ -497,6 +497,10 @@ class Connector:
         return FetchProgress(f"{self.name}.{endpoint}", enabled=setting, limit=limit,
                              total_path=self._pagination(spec).total_path)
 
+    def pagination(self, endpoint: str) -> PaginationSpec:
+        """The pagination rules an endpoint is fetched with."""
+        return self._pagination(self.endpoint(endpoint))
+
     def _pagination(self, spec: EndpointSpec) -> PaginationSpec:
         """The endpoint's pagination over the connector's default.
 

@@ -43,7 +43,7 @@ from restconnect.exceptions import (
 from restconnect.outputs import LOCK_SUFFIX, OutputSpec, key_text, make_output
 from restconnect.redact import redact_text
 from restconnect.spec import read_yaml_mapping
-from restconnect.state import IncrementalPlan, StateStore, get_path
+from restconnect.state import IncrementalPlan, StateStore, get_path, state_key
 
 if TYPE_CHECKING:
     from restconnect.connector import Connector
@@ -330,7 +330,7 @@ def _run_locked(job: Job, store: StateStore) -> Summary:
                 "would replace the output with those rows alone; use 'upsert' "
                 "(with a primary_key) or 'append'", source=job.label, path="output.mode")
         scope = str(Path(job.output.path).expanduser().resolve())
-        key = store.key(connector.name, job.endpoint, job.params, scope=scope)
+        key = state_key(store, connector, job.endpoint, job.params, scope=scope)
         output = make_output(job.output, incremental=job.incremental,
                              primary_key=spec.primary_keys, endpoint=job.endpoint,
                              store=store, state_key=key, crash=_crash_hook)

@@ -109,9 +109,14 @@ class Paginator:
     def __init__(self, spec: PaginationSpec):
         self.spec = spec
 
+    @property
+    def size_param(self) -> str | None:
+        """The parameter that sets the page size, if the API has one."""
+        return self.spec.page_size_param or self.default_size_param()
+
     def first(self, request: PageRequest) -> PageRequest:
         """The first request, with the page size set unless the caller gave one."""
-        size_param = self.spec.page_size_param or self.default_size_param()
+        size_param = self.size_param
         given = request.json if self.spec.location == "body" else request.params
         if self.spec.page_size and size_param and size_param not in (given or {}):
             request = request.with_param(size_param, self.spec.page_size,

@@ -48,6 +48,7 @@ __all__ = [
     "commit",
     "fetch_incremental",
     "record_key",
+    "state_key",
     "state_root",
 ]
 
@@ -336,6 +337,20 @@ def incremental_spec(connector: Connector, endpoint: str) -> EndpointSpec:
     return spec
 
 
+def state_key(store: StateStore, connector: Connector, endpoint: str,
+              params: Mapping[str, Any], scope: str = "") -> str:
+    """The state key of an incremental fetch: the page size does not choose rows.
+
+    Runs that differ only in the page size (``per_page=100``) share one state;
+    otherwise the second would start from nothing and fetch the history again.
+    """
+    from restconnect.pagination import make_paginator
+
+    size = make_paginator(connector.pagination(endpoint)).size_param
+    chosen = {name: value for name, value in params.items() if name != size}
+    return store.key(connector.name, endpoint, chosen, scope=scope)
+
+
 def fetch_incremental(connector: Connector, endpoint: str, *, commit: bool = True,
                       limit: int | None = None, max_pages: int | None = None,
                       explode: str | None = None, cache: Any = None,
@@ -353,7 +368,7 @@ def fetch_incremental(connector: Connector, endpoint: str, *, commit: bool = Tru
     params = dict(params or {})
     spec = incremental_spec(connector, endpoint)
     store = store or StateStore()
-    key = store.key(connector.name, endpoint, params)
+    key = state_key(store, connector, endpoint, params)
     plan = IncrementalPlan(spec.incremental, spec.primary_keys, store.load(key),
                            f"{connector.name}.{endpoint}")
     rows = Deduper(spec.primary_keys, spec.incremental.field)

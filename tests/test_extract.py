@@ -333,6 +333,20 @@ def test_a_value_that_looks_like_a_variable_name_is_refused_unseen(tmp_path) -> 
     assert pasted not in str(caught.value)
 
 
+def test_a_new_page_size_keeps_the_incremental_state(token_env, tmp_path) -> None:
+    out = tmp_path / "issues.csv"
+    output = {"path": str(out), "mode": "append"}
+    first = make_job(token_env, tmp_path, output, incremental=True)
+    assert first.run().rows == 1200
+
+    again = make_job(token_env, tmp_path, output, incremental=True,
+                     params={"per_page": 100})
+    again.run()
+
+    frame = read_output(out)
+    assert frame["id"].is_unique and len(frame) == 1200
+
+
 def test_bad_job_files_are_spec_errors(tmp_path) -> None:
     path = tmp_path / "bad.job.yaml"
     path.write_text("connector: github\nendpoint: issues\noutput: i.parquet\n"
