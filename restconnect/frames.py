@@ -26,14 +26,33 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ArrowPages", "FrameBuilder", "FrameOptions", "explode", "shape_frame"]
+__all__ = [
+    "DATETIME_DTYPES",
+    "ArrowPages",
+    "FrameBuilder",
+    "FrameOptions",
+    "explode",
+    "shape_frame",
+]
 
 logger = logging.getLogger(__name__)
 
 
+#: ``dtypes`` values that mean "parse as UTC timestamps", as ``datetimes`` does.
+DATETIME_DTYPES = ("datetime", "timestamp")
+
+#: Longest example value quoted in a warning or error.
+_EXAMPLE_CHARS = 40
+
+
 @dataclass
 class FrameOptions:
-    """How records become a frame."""
+    """How records become a frame.
+
+    ``source`` (``connector.endpoint``) is named in warnings and errors; when
+    not given it is read from the declarations of a loaded spec, which know
+    their endpoint.
+    """
 
     sep: str = "."
     dtypes: Mapping[str, str] = field(default_factory=dict)
@@ -41,6 +60,13 @@ class FrameOptions:
     columns: Sequence[str] = ()
     explode: str | None = None
     keep: Sequence[str] = ()
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            owners = (getattr(declared, "owner", None)
+                      for declared in (self.dtypes, self.datetimes, self.columns))
+            self.source = next((owner for owner in owners if owner), None)
 
 
 class FrameBuilder:
@@ -128,48 +154,146 @@ class FrameBuilder:
         import pandas as pd
 
         if not records:
-            return pd.DataFrame(columns=list(self.options.columns))
+            return _empty_frame(self.options)
         rows = [r if isinstance(r, dict) else {"value": r} for r in records]
         frame = pd.json_normalize(rows, sep=self.options.sep)
         return shape_frame(frame, self.options)
 
 
 def shape_frame(frame: pd.DataFrame, options: FrameOptions) -> pd.DataFrame:
-    """Apply explode, declared datetimes and dtypes to a flattened frame."""
+    """Apply explode, declared datetimes and dtypes to a flattened frame.
+
+    A declared name the frame lacks gets a warning (unless the frame has no
+    rows); a datetime column whose values all fail to parse, or a dtype that
+    does not fit, raises ``SpecError``.
+    """
+    flattened = list(frame.columns)
     if options.explode:
         frame = explode(frame, options.explode, options.sep)
+    if len(frame.index):
+        _warn_unknown_names(flattened, list(frame.columns), options)
+    return _apply_types(frame, options)
+
+
+def _empty_frame(options: FrameOptions) -> pd.DataFrame:
+    """A result with no records: the declared columns with their dtypes."""
+    import pandas as pd
+
+    names = [*options.columns, *options.datetimes, *options.dtypes]
+    return _apply_types(pd.DataFrame(columns=list(dict.fromkeys(names))), options)
+
+
+def _apply_types(frame: pd.DataFrame, options: FrameOptions) -> pd.DataFrame:
     for column in options.datetimes:
         if column in frame.columns:
-            frame[column] = _to_datetime(frame[column], column)
+            frame[column] = _to_datetime(frame[column], column, options.source)
     for column, dtype in options.dtypes.items():
         if column in frame.columns:
-            frame[column] = _astype(frame[column], dtype, column)
+            frame[column] = _astype(frame[column], dtype, column, options.source)
     return frame
 
 
-def _to_datetime(series: pd.Series, column: str) -> pd.Series:
+def _warn_unknown_names(flattened: list[Any], columns: list[Any],
+                        options: FrameOptions) -> None:
+    """Warn about each declared column the result does not have, with a hint."""
+    import difflib
+
+    present = set(flattened) | set(columns)
+    names = [str(column) for column in columns]
+    for key, declared in (("columns", options.columns),
+                          ("datetimes", options.datetimes), ("dtypes", options.dtypes)):
+        for name in declared:
+            if name in present:
+                continue
+            hint = difflib.get_close_matches(str(name), names, n=1)
+            _warn(f"{_where(options.source)}{key} names {name!r}, which is not a column "
+                  f"of the result" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+
+
+def _to_datetime(series: pd.Series, column: str, source: str | None = None,
+                 key: str = "datetimes") -> pd.Series:
+    """UTC timestamps from ISO 8601 text or Unix seconds; see :func:`_report_lost`."""
     import pandas as pd
 
+    if series.empty:
+        # pandas picks the unit from the values; give the one a timestamp gets.
+        sample = pd.to_datetime(pd.Series(["2000-01-01T00:00:00Z"]), utc=True,
+                                format="ISO8601")
+        return pd.Series([], dtype=sample.dtype, index=series.index, name=series.name)
     if pd.api.types.is_numeric_dtype(series):
-        return pd.to_datetime(series, unit="s", utc=True, errors="coerce")
-    converted = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
-    lost = int(converted.isna().sum() - series.isna().sum())
-    if lost > 0:
-        logger.warning("column %r: %d values are not timestamps and became NaT",
-                       column, lost)
+        converted = pd.to_datetime(series, unit="s", utc=True, errors="coerce")
+    else:
+        converted = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    lost = converted.isna() & series.notna()
+    if lost.any():
+        _report_lost(series, series[lost].tolist(), column, source, key)
     return converted
 
 
-def _astype(series: pd.Series, dtype: str, column: str) -> pd.Series:
-    if dtype in ("datetime", "timestamp"):
-        return _to_datetime(series, column)
+def _report_lost(series: pd.Series, lost: list[Any], column: str,
+                 source: str | None, key: str) -> None:
+    """Warn that values became NaT, or raise when not one value parsed.
+
+    Blank strings count as no value. The example is left out when the
+    column's name suggests a secret.
+    """
+    from restconnect.exceptions import SpecError
+    from restconnect.redact import is_sensitive_name
+
+    bad = [value for value in lost if not (isinstance(value, str) and not value.strip())]
+    if not bad:
+        return
+    present = int(series.notna().sum()) - (len(lost) - len(bad))
+    example = "" if is_sensitive_name(str(column)) else f", such as {_example(bad[0])}"
+    if len(bad) == present:
+        raise SpecError(
+            f"none of the {present} values of {column!r} is a timestamp{example}; "
+            "timestamps are read from ISO 8601 text or Unix seconds",
+            source=source, path=key)
+    message = (f"{_where(source)}{key}: {len(bad)} of {present} values of {column!r} "
+               f"are not timestamps and became NaT{example}")
+    logger.warning("%s", message)
+    _warn(message)
+
+
+def _astype(series: pd.Series, dtype: str, column: str,
+            source: str | None = None) -> pd.Series:
+    if dtype in DATETIME_DTYPES:
+        return _to_datetime(series, column, source, key=f"dtypes.{column}")
     try:
         return series.astype(dtype)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         from restconnect.exceptions import SpecError
 
-        raise SpecError(f"column {column!r} cannot be converted to {dtype}: {exc}",
-                        path=f"dtypes.{column}") from None
+        reason = str(exc)[:200]
+        raise SpecError(f"column {column!r} cannot be converted to {dtype}: {reason}",
+                        source=source, path=f"dtypes.{column}") from None
+
+
+def _where(source: str | None) -> str:
+    return f"{source}: " if source else ""
+
+
+def _example(value: Any) -> str:
+    """A value quoted in a message, cut short."""
+    text = str(value)
+    if len(text) <= _EXAMPLE_CHARS:
+        return repr(text)
+    return f"{text[:_EXAMPLE_CHARS]!r}..."
+
+
+def _warn(message: str) -> None:
+    """A RestConnectWarning pointing at the first caller outside restconnect."""
+    import sys
+    import warnings
+
+    from restconnect.exceptions import RestConnectWarning
+
+    level, frame = 1, sys._getframe()
+    while frame.f_back is not None and \
+            frame.f_globals.get("__name__", "").partition(".")[0] == "restconnect":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RestConnectWarning, stacklevel=level)
 
 
 def explode(frame: pd.DataFrame, column: str, sep: str = ".") -> pd.DataFrame:

@@ -25,13 +25,16 @@ from pydantic import (
 )
 
 from restconnect.exceptions import SpecError
+from restconnect.frames import DATETIME_DTYPES
 
 __all__ = [
+    "ENV_REFERENCE",
     "AuthSpec",
     "CacheSpec",
     "CheckSpec",
     "ConnectorSpec",
-    "ENV_REFERENCE",
+    "DeclaredColumns",
+    "DeclaredDtypes",
     "EndpointSpec",
     "IncrementalSpec",
     "PaginationSpec",
@@ -214,6 +217,22 @@ class AuthSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class DeclaredColumns(list[str]):
+    """An endpoint's ``datetimes`` or ``columns``, knowing whose they are.
+
+    ``owner`` (``connector.endpoint``, set when the spec is validated) lets
+    the frame builder name the endpoint in its warnings and errors.
+    """
+
+    owner: str | None = None
+
+
+class DeclaredDtypes(dict[str, str]):
+    """An endpoint's ``dtypes``, knowing whose they are (see DeclaredColumns)."""
+
+    owner: str | None = None
+
+
 class EndpointSpec(_Model):
     """One endpoint of an API."""
 
@@ -249,6 +268,16 @@ class EndpointSpec(_Model):
             raise ValueError(f"placeholders are written {{name}} with a letter or _ "
                              f"first; {value!r} has an unmatched or empty brace")
         return value
+
+    @field_validator("datetimes", "columns")
+    @classmethod
+    def _declared_columns(cls, value: list[str]) -> list[str]:
+        return DeclaredColumns(value)
+
+    @field_validator("dtypes")
+    @classmethod
+    def _declared_dtypes(cls, value: dict[str, str]) -> dict[str, str]:
+        return DeclaredDtypes(value)
 
     @property
     def path_params(self) -> list[str]:
@@ -294,6 +323,14 @@ class ConnectorSpec(_Model):
         if not re.match(r"^(https?://|\$\{)", value):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _own_declarations(self) -> ConnectorSpec:
+        for name, endpoint in self.endpoints.items():
+            for declared in (endpoint.dtypes, endpoint.datetimes, endpoint.columns):
+                if isinstance(declared, (DeclaredColumns, DeclaredDtypes)):
+                    declared.owner = f"{self.name}.{name}"
+        return self
 
     @property
     def auth_entries(self) -> list[AuthSpec]:
@@ -350,6 +387,7 @@ def parse_spec(text: str, *, source: str = "<string>") -> ConnectorSpec:
     spec.source = source
     _check_auth(spec)
     _check_endpoints(spec)
+    _check_dtypes(spec)
     _check_headers(spec)
     return spec
 
@@ -543,6 +581,39 @@ def _check_endpoints(spec: ConnectorSpec) -> None:
         for key, path in (("records", endpoint.records),):
             if path:
                 _check_jmespath(path, spec.source, f"endpoints.{name}.{key}")
+
+
+#: Offered as "did you mean" for a dtype pandas does not know.
+_DTYPE_NAMES = (
+    "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+    "Float32", "Float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+    "uint32", "uint64", "float32", "float64", "bool", "boolean", "string", "str",
+    "object", "category", "datetime64[ns]", "datetime64[ns, UTC]",
+) + DATETIME_DTYPES
+
+
+def _check_dtypes(spec: ConnectorSpec) -> None:
+    """Refuse a dtype pandas does not know now, not after every page is fetched."""
+    for name, endpoint in spec.endpoints.items():
+        for column, dtype in endpoint.dtypes.items():
+            problem = None if dtype in DATETIME_DTYPES else _dtype_problem(dtype)
+            if problem:
+                raise SpecError(problem, source=spec.source,
+                                path=f"endpoints.{name}.dtypes.{column}")
+
+
+def _dtype_problem(dtype: str) -> str | None:
+    """Why pandas refuses ``dtype``, with the name it probably is; None if it is fine."""
+    from pandas.api.types import pandas_dtype  # only for specs that declare dtypes
+
+    try:
+        pandas_dtype(dtype)
+    except (TypeError, ValueError):
+        hint = difflib.get_close_matches(dtype, _DTYPE_NAMES, n=1)
+        advice = (f"did you mean {hint[0]!r}?" if hint else
+                  "use one such as Int64, float64, string, category or datetime")
+        return f"{dtype!r} is not a pandas dtype; {advice}"
+    return None
 
 
 def _check_headers(spec: ConnectorSpec) -> None:
