@@ -383,7 +383,8 @@ class Connector:
             return self._counted(snapshot.frame)
         builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes,
                                             datetimes=spec.datetimes,
-                                            columns=spec.columns, explode=explode))
+                                            columns=spec.columns, explode=explode,
+                                            source=f"{self.name}.{endpoint}"))
         result = FetchResult(self.name, endpoint, params)
         bar = self._progress_bar(endpoint, spec, limit, progress)
         with paused_gc():  # pages make many short-lived containers, none cyclic

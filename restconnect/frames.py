@@ -47,12 +47,8 @@ _EXAMPLE_CHARS = 40
 
 @dataclass
 class FrameOptions:
-    """How records become a frame.
-
-    ``source`` (``connector.endpoint``) is named in warnings and errors; when
-    not given it is read from the declarations of a loaded spec, which know
-    their endpoint.
-    """
+    """How records become a frame; ``source`` (``connector.endpoint``) is
+    named in warnings and errors."""
 
     sep: str = "."
     dtypes: Mapping[str, str] = field(default_factory=dict)
@@ -61,12 +57,6 @@ class FrameOptions:
     explode: str | None = None
     keep: Sequence[str] = ()
     source: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.source is None:
-            owners = (getattr(declared, "owner", None)
-                      for declared in (self.dtypes, self.datetimes, self.columns))
-            self.source = next((owner for owner in owners if owner), None)
 
 
 class FrameBuilder:

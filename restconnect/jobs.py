@@ -378,7 +378,7 @@ def _stream(job: Job, connector: Connector, spec: Any, output: Any,
             if job.incremental else None)
     params = plan.params(job.params) if plan else dict(job.params)
     builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes, datetimes=spec.datetimes,
-                                        columns=spec.columns))
+                                        columns=spec.columns, source=job.label))
     seen: set[str] = set()
     output.begin()
     try:

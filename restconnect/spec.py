@@ -33,8 +33,6 @@ __all__ = [
     "CacheSpec",
     "CheckSpec",
     "ConnectorSpec",
-    "DeclaredColumns",
-    "DeclaredDtypes",
     "EndpointSpec",
     "IncrementalSpec",
     "PaginationSpec",
@@ -217,22 +215,6 @@ class AuthSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class DeclaredColumns(list[str]):
-    """An endpoint's ``datetimes`` or ``columns``, knowing whose they are.
-
-    ``owner`` (``connector.endpoint``, set when the spec is validated) lets
-    the frame builder name the endpoint in its warnings and errors.
-    """
-
-    owner: str | None = None
-
-
-class DeclaredDtypes(dict[str, str]):
-    """An endpoint's ``dtypes``, knowing whose they are (see DeclaredColumns)."""
-
-    owner: str | None = None
-
-
 class EndpointSpec(_Model):
     """One endpoint of an API."""
 
@@ -268,16 +250,6 @@ class EndpointSpec(_Model):
             raise ValueError(f"placeholders are written {{name}} with a letter or _ "
                              f"first; {value!r} has an unmatched or empty brace")
         return value
-
-    @field_validator("datetimes", "columns")
-    @classmethod
-    def _declared_columns(cls, value: list[str]) -> list[str]:
-        return DeclaredColumns(value)
-
-    @field_validator("dtypes")
-    @classmethod
-    def _declared_dtypes(cls, value: dict[str, str]) -> dict[str, str]:
-        return DeclaredDtypes(value)
 
     @property
     def path_params(self) -> list[str]:
@@ -323,14 +295,6 @@ class ConnectorSpec(_Model):
         if not re.match(r"^(https?://|\$\{)", value):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _own_declarations(self) -> ConnectorSpec:
-        for name, endpoint in self.endpoints.items():
-            for declared in (endpoint.dtypes, endpoint.datetimes, endpoint.columns):
-                if isinstance(declared, (DeclaredColumns, DeclaredDtypes)):
-                    declared.owner = f"{self.name}.{name}"
-        return self
 
     @property
     def auth_entries(self) -> list[AuthSpec]:

@@ -385,7 +385,8 @@ def fetch_incremental(connector: Connector, endpoint: str, *, commit: bool = Tru
     finally:
         pages.close()
     builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes, datetimes=spec.datetimes,
-                                        columns=spec.columns, explode=explode))
+                                        columns=spec.columns, explode=explode,
+                                        source=f"{connector.name}.{endpoint}"))
     builder.add_page(rows.records())
     frame = builder.finish()
     result = connector.last_result
