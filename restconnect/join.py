@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 import threading
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -30,9 +32,11 @@ from restconnect.exceptions import (
     HTTPStatusError,
     PaginationError,
     ResponseError,
+    RestConnectWarning,
     SpecError,
     TransportError,
 )
+from restconnect.redact import redact_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +50,17 @@ logger = logging.getLogger(__name__)
 How = Literal["inner", "left", "right", "outer"]
 ERROR_COLUMN = "_error"
 _KEY = "__rc_key{}"
+_ROWS = ("__rc_left_row", "__rc_right_row")
+_HOWS = ("inner", "left", "right", "outer")
+#: pandas' ``validate`` values -> whether the left and the right keys must be unique.
+_UNIQUE_SIDES = {
+    "one_to_one": (True, True), "1:1": (True, True),
+    "one_to_many": (True, False), "1:m": (True, False),
+    "many_to_one": (False, True), "m:1": (False, True),
+    "many_to_many": (False, False), "m:m": (False, False),
+}
+#: A normalised key that is a number: integer or float text, as ``repr`` writes it.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf")
 _TEMPLATE = re.compile(r"{([^{}]+)}")
 #: Errors a single lookup may end with; the row is kept and the error recorded.
 _ROW_ERRORS = (HTTPStatusError, TransportError, ResponseError, PaginationError)
@@ -65,15 +80,32 @@ def normalize_key(value: Any, casefold: bool = False) -> str | None:
         >>> normalize_key(7.0) == normalize_key(" 7 ")
         True
     """
+    kind = type(value)
+    if kind is str:
+        return value.strip().casefold() if casefold else value.strip()
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return None if math.isnan(value) else _float_key(value)
+    return _other_key(value, casefold)
+
+
+def _float_key(number: float) -> str:
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _other_key(value: Any, casefold: bool) -> str | None:
+    """:func:`normalize_key` of values that are not plain str, int or float."""
     if _missing(value):
         return None
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
         return "true" if value else "false"
-    if hasattr(value, "is_integer") and not isinstance(value, str):
-        number = float(value)
-        return str(int(number)) if number.is_integer() else repr(number)
+    # Integers first: since Python 3.12 (and in numpy) they have is_integer
+    # too, and going through float would change ids above 2**53.
     if isinstance(value, int) or type(value).__name__.startswith(("int", "uint")):
         return str(int(value))
+    if hasattr(value, "is_integer") and not isinstance(value, str):
+        return _float_key(float(value))
     text = str(value).strip()
     return text.casefold() if casefold else text
 
@@ -97,9 +129,19 @@ def _key_series(frame: pd.DataFrame, column: str, casefold: bool,
     import pandas as pd
 
     values = [normalize_key(v, casefold) for v in frame[column].tolist()]
-    unique = [v if v is not None else f"\0{side}-missing-{i}"
-              for i, v in enumerate(values)]
+    unique = [v if v is not None else f"\0{side}\0{i}" for i, v in enumerate(values)]
     return pd.Series(unique, index=frame.index, dtype=object)
+
+
+def _holds_numbers(column: pd.Series) -> bool:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return False
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return True
+    kind = pd.api.types.infer_dtype(column, skipna=True)
+    return kind in ("integer", "floating", "mixed-integer-float", "decimal")
 
 
 # ---------------------------------------------------------------- join
@@ -123,38 +165,42 @@ def join(left: pd.DataFrame, right: pd.DataFrame, on: str | Sequence[str] | None
         suffixes: for clashing column names; by default ``_<connector>``
             of each side (``_<endpoint>`` when both come from one connector).
         indicator: add pandas' ``_merge`` column (``both``, ``left_only``...).
-        validate: pandas' check, such as ``"one_to_one"``.
+        validate: pandas' check, such as ``"one_to_one"``, on the
+            normalised keys.
 
     Returns:
         The joined frame. ``attrs["restconnect"]`` lists both sources.
 
     Raises:
-        SpecError: a key column is missing or the key lists do not pair up.
+        SpecError: a key column is missing, the key lists do not pair up,
+            or ``how`` or ``validate`` is not one restconnect knows.
+        pandas.errors.MergeError: ``validate`` found repeated keys.
 
     Example:
         >>> joined = join(repos, customers, left_on="owner.login",
         ...               right_on="code_login", how="left")  # doctest: +SKIP
     """
+    _check_choice(how, _HOWS, "how")
+    if validate is not None:
+        _check_choice(validate, _UNIQUE_SIDES, "validate")
     left_keys, right_keys = _key_names(on, left_on, right_on)
     _check_columns(left, left_keys, "left_on" if on is None else "on", "left")
     _check_columns(right, right_keys, "right_on" if on is None else "on", "right")
     folds = _folds(casefold, left_keys, right_keys)
-    lhs, rhs = left.copy(), right.copy()
-    temps = [_KEY.format(i) for i in range(len(left_keys))]
-    shared = [lk for lk, rk in zip(left_keys, right_keys) if lk == rk]
-    for temp, lk, rk, fold in zip(temps, left_keys, right_keys, folds):
-        lhs[temp] = _key_series(left, lk, fold, "left")
-        rhs[temp] = _key_series(right, rk, fold, "right")
-    rhs = rhs.rename(columns={k: f"__rc_right_{k}" for k in shared})
+    lhs, rhs, temps = _keyed(left, right, left_keys, right_keys, folds)
+    if validate is not None:
+        _check_unique(lhs, rhs, temps, validate, left_keys, right_keys)
 
     merged = lhs.merge(rhs, on=temps, how=how,
-                       suffixes=suffixes or _suffixes(left, right),
-                       indicator=indicator, validate=validate)
-    for name in shared:
-        merged[name] = _coalesce(merged[name], merged[f"__rc_right_{name}"],
-                                 left[name].dtype)
-    merged = merged.drop(columns=temps + [f"__rc_right_{k}" for k in shared])
-    _warn_if_disjoint(merged, left, right, how, indicator)
+                       suffixes=suffixes or _suffixes(left, right), indicator=indicator)
+    if how == "outer":
+        merged = _outer_order(merged, temps, [
+            _holds_numbers(left[lk]) or _holds_numbers(right[rk])
+            for lk, rk in zip(left_keys, right_keys)])
+    for name in [lk for lk, rk in zip(left_keys, right_keys) if lk == rk]:
+        merged[name] = _key_column(merged, name, left[name], right[name])
+    _warn_if_disjoint(merged, left, right)
+    merged = merged.drop(columns=temps + list(_ROWS))
     merged.attrs["restconnect"] = merged_attrs(
         [left, right], {"how": how, "left_on": left_keys, "right_on": right_keys,
                         "casefold": [k for k, f in zip(left_keys, folds) if f]},
@@ -162,17 +208,155 @@ def join(left: pd.DataFrame, right: pd.DataFrame, on: str | Sequence[str] | None
     return merged
 
 
-def _coalesce(values: pd.Series, fallback: pd.Series, dtype: Any) -> pd.Series:
-    """The left key where present, else the right one, in the left's type if it fits."""
+def _check_choice(value: Any, accepted: Sequence[str], name: str,
+                  source: str = "join") -> None:
+    if not isinstance(value, str) or value not in accepted:
+        raise SpecError(f"got {value!r}; expected one of {', '.join(accepted)}",
+                        source=source, path=name)
+
+
+def _keyed(left: pd.DataFrame, right: pd.DataFrame, left_keys: list[str],
+           right_keys: list[str], folds: list[bool]
+           ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Both frames with normalised key columns and row numbers added.
+
+    A key column both sides share is dropped on the right: the joined
+    frame gets one, filled from both sides by :func:`_key_column`.
+    """
+    lhs, rhs = left.copy(), right.copy()
+    temps = [_KEY.format(i) for i in range(len(left_keys))]
+    for temp, lk, rk, fold in zip(temps, left_keys, right_keys, folds):
+        lhs[temp] = _key_series(left, lk, fold, "left")
+        rhs[temp] = _key_series(right, rk, fold, "right")
+    lhs[_ROWS[0]], rhs[_ROWS[1]] = range(len(left)), range(len(right))
+    shared = [lk for lk, rk in zip(left_keys, right_keys) if lk == rk]
+    return lhs, rhs.drop(columns=shared), temps
+
+
+def _check_unique(lhs: pd.DataFrame, rhs: pd.DataFrame, temps: list[str],
+                  validate: str, left_keys: list[str], right_keys: list[str]) -> None:
+    """pandas' ``validate`` on the normalised keys, naming the user's columns."""
+    from pandas.errors import MergeError
+
+    sides = zip(_UNIQUE_SIDES[validate], (lhs, rhs), (left_keys, right_keys),
+                ("left", "right"))
+    for must, frame, keys, side in sides:
+        repeated = frame.loc[frame.duplicated(temps, keep=False), temps]
+        if must and len(repeated):
+            examples = ", ".join(repr(_cut("/".join(row)))
+                                 for row in repeated.drop_duplicates().head(3).values)
+            label = source_label(frame)
+            where = f"the {side} frame" + (f" ({label})" if label else "")
+            raise MergeError(redact_text(
+                f"join: validate={validate!r}, but {len(repeated)} rows of {where} "
+                f"share a key in {', '.join(map(repr, keys))}, such as {examples}"))
+
+
+def _cut(text: str, length: int = 40) -> str:
+    return text if len(text) <= length else f"{text[:length - 3]}..."
+
+
+def _outer_order(merged: pd.DataFrame, temps: list[str],
+                 numeric: list[bool]) -> pd.DataFrame:
+    """Rows in the order pandas gives an outer join of typed keys.
+
+    pandas has sorted the normalised key text; this sorts numbers by value
+    where a key column holds numbers, and puts missing keys last (the
+    left's rows, then the right's, each in their frame's order). The sort
+    is stable, so rows of one key keep pandas' order.
+    """
     import pandas as pd
 
-    combined = values.astype(object).where(values.notna(), fallback.astype(object))
-    if pd.api.types.is_numeric_dtype(dtype):
-        try:
-            return pd.to_numeric(combined)
-        except (TypeError, ValueError):
-            return combined
-    return combined
+    helpers: dict[str, pd.Series] = {}
+    for n, (temp, number) in enumerate(zip(temps, numeric)):
+        helpers.update({f"{part}{n}": column for part, column in zip(
+            "gvt", _sort_columns(merged, merged[temp].astype(object), number))})
+    order = pd.DataFrame(helpers).sort_values(list(helpers), kind="stable").index
+    return merged.iloc[order.to_numpy()].reset_index(drop=True)
+
+
+def _sort_columns(merged: pd.DataFrame, text: pd.Series,
+                  numeric: bool) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Group (0 number, 1 text, 2 missing on the left, 3 on the right), value, text."""
+    import pandas as pd
+
+    missing = text.str.startswith("\0")
+    left_rows, right_rows = merged[_ROWS[0]], merged[_ROWS[1]]
+    if numeric:
+        numbers = text.where(~missing & text.str.fullmatch(_NUMBER.pattern))
+        values = pd.to_numeric(numbers, errors="coerce").astype("float64")
+    else:
+        values = pd.Series(float("nan"), index=text.index)
+    group = (values.isna() & ~missing).astype("int64")
+    group[missing] = 2 + left_rows[missing].isna().astype("int64")
+    values = values.where(~missing, left_rows.fillna(right_rows))
+    return group, values, text.where(group == 1, "")
+
+
+def _key_column(merged: pd.DataFrame, name: str, left: pd.Series,
+                right: pd.Series) -> pd.Series:
+    """The key of each joined row: the left value, else the right one.
+
+    It keeps the left column's type when every key converts to it without
+    change; otherwise each key is shown as its text (stripped, not folded),
+    so that ``10`` and ``"10.0"`` cannot look alike.
+    """
+    import pandas as pd
+
+    left_rows, right_rows = merged[_ROWS[0]], merged[_ROWS[1]]
+    right_only = left_rows.isna() & right_rows.notna()
+    if not right_only.any():
+        return merged[name]
+    combined = pd.Series(None, index=merged.index, dtype=object)
+    combined[left_rows.notna()] = _pick(left, left_rows.dropna())
+    combined[right_only] = _pick(right, right_rows[right_only])
+    for target in _key_types(left.dtype, bool(combined.isna().any())):
+        converted = _converted(combined, target)
+        checked = right_only if target == left.dtype else combined.notna()
+        if converted is not None and _same_keys(converted[checked], combined[checked]):
+            return converted
+    return pd.Series([normalize_key(v) for v in combined.tolist()],
+                     index=combined.index, dtype=object)
+
+
+def _pick(column: pd.Series, rows: pd.Series) -> Any:
+    """The values of ``column`` at row numbers ``rows``, as Python objects."""
+    return column.astype(object).to_numpy()[rows.astype("int64").to_numpy()]
+
+
+def _key_types(dtype: Any, has_missing: bool) -> list[Any]:
+    """Types to try for a key column, as pandas would widen the left's."""
+    import numpy as np
+    import pandas as pd
+
+    numpy_type = isinstance(dtype, np.dtype)
+    if numpy_type and dtype.kind in "iu":
+        return ["float64"] if has_missing else [dtype, "float64"]
+    if numpy_type and dtype.kind == "b":
+        return [object] if has_missing else [dtype, object]
+    if pd.api.types.is_integer_dtype(dtype):
+        return [dtype, "Float64"]
+    return [dtype]
+
+
+def _converted(values: pd.Series, dtype: Any) -> pd.Series | None:
+    import pandas as pd
+
+    try:
+        return values.astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    if not pd.api.types.is_numeric_dtype(dtype):
+        return None
+    try:
+        return pd.to_numeric(values).astype(dtype)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _same_keys(converted: pd.Series, values: pd.Series) -> bool:
+    return all(normalize_key(a) == normalize_key(b)
+               for a, b in zip(converted.tolist(), values.tolist()))
 
 
 def _key_names(on: Any, left_on: Any, right_on: Any) -> tuple[list[str], list[str]]:
@@ -240,12 +424,36 @@ def _suffixes(left: pd.DataFrame, right: pd.DataFrame) -> tuple[str, str]:
     return f"_{lname}", f"_{rname}"
 
 
-def _warn_if_disjoint(merged: pd.DataFrame, left: pd.DataFrame, right: pd.DataFrame,
-                      how: str, indicator: bool) -> None:
-    if len(left) and len(right) and how == "inner" and merged.empty:
-        logger.warning("join of %s and %s matched no keys; check the key columns "
-                       "(and casefold for text such as emails)",
-                       source_label(left) or "left", source_label(right) or "right")
+def _warn_if_disjoint(merged: pd.DataFrame, left: pd.DataFrame,
+                      right: pd.DataFrame) -> None:
+    both = merged[_ROWS[0]].notna() & merged[_ROWS[1]].notna()
+    if len(left) and len(right) and not both.any():
+        _warn("join of %s and %s matched no keys; check the key columns (and "
+              "casefold for text such as emails)", source_label(left) or "left",
+              source_label(right) or "right")
+
+
+def _warn(message: str, *args: Any) -> None:
+    """Log a warning and show it as a RestConnectWarning at the user's call."""
+    text = redact_text(message % args)
+    logger.warning("%s", text)
+    warnings.warn(text, RestConnectWarning, stacklevel=_user_level())
+
+
+def _user_level() -> int:
+    """``stacklevel`` for ``warnings.warn`` in our caller: the first frame outside us.
+
+    A join inside ``restconnect.load`` then points at the user's ``load`` call.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and _in_package(frame):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _in_package(frame: Any) -> bool:
+    name = str(frame.f_globals.get("__name__", ""))
+    return name == "restconnect" or name.startswith("restconnect.")
 
 
 def merged_attrs(frames: Sequence[pd.DataFrame], step: Mapping[str, Any], *,
@@ -536,6 +744,7 @@ def enrich(df: pd.DataFrame, connector: Connector, endpoint: str,
         >>> enrich(repos, code, "repo", {"owner": "owner.login", "repo": "name"})
         ...                                                    # doctest: +SKIP
     """
+    _check_choice(how, ("left", "inner"), "how", "enrich")
     if batch_size and not key:
         raise SpecError("batch_size needs key: the answer field that holds each "
                         "batched value", source="enrich", path="key")
@@ -577,12 +786,25 @@ def _combine(df: pd.DataFrame, lookup: _Lookup, *, how: How, prefix: str | None,
                                                  suffixes=("", "__rc_new"))
     merged = _merge_errors(merged.drop(columns=[temp]), error_column)
     stats = _stats(lookup, distinct, outcomes, per_row)
-    if stats["failed"] or stats["missing"]:
-        logger.warning("%s.%s: %d of %d lookups failed and %d rows had no key; see "
-                       "the %r column", lookup.connector.name, lookup.endpoint,
-                       stats["failed"], stats["lookups"], stats["missing"],
-                       error_column)
+    _warn_if_incomplete(lookup, stats, error_column)
     return merged.reset_index(drop=True), stats
+
+
+def _warn_if_incomplete(lookup: _Lookup, stats: Mapping[str, Any],
+                        error_column: str) -> None:
+    parts = []
+    if stats["failed"]:
+        parts.append(f"{stats['failed']} of {_count(stats['lookups'], 'lookup')} "
+                     "failed")
+    if stats["missing"]:
+        parts.append(f"{_count(stats['missing'], 'row')} had no key")
+    if parts:
+        _warn("%s.%s: %s; see the %r column", lookup.connector.name, lookup.endpoint,
+              " and ".join(parts), error_column)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _answers_frame(df: pd.DataFrame, lookup: _Lookup,

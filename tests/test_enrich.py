@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 import restconnect
-from restconnect import HTTPStatusError, SpecError, connect
+from restconnect import HTTPStatusError, RestConnectWarning, SpecError, connect
 from restconnect.join import clear_lookup_cache
 from tests.join_helpers import credentials, open_two_apis, write_specs
 
@@ -39,8 +40,9 @@ def test_enrich_calls_once_per_distinct_key_and_joins_back(two_apis):
     users = {u["login"]: u for u in box.data.users.rows}
     box.reset_stats()
 
-    enriched = restconnect.enrich(customers, code, "user", {"login": "code_login"},
-                                  prefix="user.")
+    with pytest.warns(RestConnectWarning, match=r"^code\.user: \d+ rows had no key"):
+        enriched = restconnect.enrich(customers, code, "user",
+                                      {"login": "code_login"}, prefix="user.")
 
     assert _routes(box)[USER_ROUTE] == len(logins) < len(customers)
     assert len(enriched) == len(customers)
@@ -57,8 +59,10 @@ def test_rows_without_a_key_are_kept_with_the_reason(two_apis):
     box, code, pay = two_apis
     customers = pay.fetch("customers")
 
-    enriched = restconnect.enrich(customers, code, "user", {"login": "code_login"})
+    with pytest.warns(RestConnectWarning, match="rows had no key") as caught:
+        enriched = restconnect.enrich(customers, code, "user", {"login": "code_login"})
 
+    assert caught[0].filename == __file__
     unlinked = sum(1 for c in box.data.customers.rows if not c["code_login"])
     reasons = enriched.loc[enriched["code_login"].isna(), "_error"]
     assert len(reasons) == unlinked > 0
@@ -70,8 +74,11 @@ def test_a_failing_lookup_keeps_its_row_with_the_error(two_apis):
     box, code, _ = two_apis
     frame = pd.DataFrame({"who": ["demo", "no-such-user-x", "demo"], "n": [1, 2, 3]})
 
-    enriched = restconnect.enrich(frame, code, "user", {"login": "who"}, prefix="u.")
+    with pytest.warns(RestConnectWarning, match="1 of 2 lookups failed") as caught:
+        enriched = restconnect.enrich(frame, code, "user", {"login": "who"},
+                                      prefix="u.")
 
+    assert len(caught) == 1 and caught[0].filename == __file__
     assert enriched["n"].tolist() == [1, 2, 3]
     assert enriched["u.login"].tolist()[::2] == ["demo", "demo"]
     error = enriched["_error"].tolist()[1]
@@ -79,6 +86,38 @@ def test_a_failing_lookup_keeps_its_row_with_the_error(two_apis):
     assert enriched.attrs["restconnect"]["steps"][-1]["failed"] == 1
     for secret in box.secret_values():
         assert secret not in error
+
+
+def test_the_failure_warning_holds_no_key_sent_in_the_query(two_apis, tmp_path,
+                                                           caplog):
+    box, _, _ = two_apis
+    _, pay_spec = write_specs(tmp_path, box.url)
+    pay_spec.write_text(pay_spec.read_text().replace(
+        "location: header\n  param: X-API-Key", "location: query\n  param: api_key"))
+    pay = connect(str(pay_spec), **credentials(box)[1])
+    known = box.data.customers.rows[0]["id"]
+    frame = pd.DataFrame({"customer": [known, "cus_missing_1", "cus_missing_2"]})
+
+    with (caplog.at_level(logging.DEBUG, "restconnect"),
+          pytest.warns(RestConnectWarning, match="2 of 3 lookups failed") as caught):
+        enriched = restconnect.enrich(frame, pay, "customer", {"id": "customer"})
+    pay.close()
+
+    assert box.stats["by_auth"].get("api_key", 0) >= 3
+    assert enriched["_error"].notna().sum() == 2
+    texts = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    texts += enriched["_error"].dropna().tolist()
+    assert str(caught[0].message) in [r.getMessage() for r in caplog.records]
+    for secret in box.secret_values():
+        assert not any(secret in text for text in texts)
+
+
+def test_enrich_refuses_a_how_it_cannot_honour(two_apis):
+    _, code, _ = two_apis
+    with pytest.raises(SpecError) as caught:
+        restconnect.enrich(pd.DataFrame({"who": ["demo"]}), code, "user",
+                           {"login": "who"}, how="outer")
+    assert caught.value.path == "how" and "left, inner" in str(caught.value)
 
 
 def test_errors_raise_on_request(two_apis):
@@ -157,7 +196,7 @@ def test_batched_enrich_needs_the_answer_key(two_apis):
 
 
 def test_batched_enrich_across_apis_with_string_ids(two_apis):
-    box, code, pay = two_apis
+    box, _, pay = two_apis
     linked = [c for c in box.data.customers.rows if c["code_login"]][:45]
     frame = pd.DataFrame({"customer": [c["id"] for c in linked]})
     box.reset_stats()
@@ -220,6 +259,30 @@ def test_parent_child_limit_trims_the_result(two_apis):
     users = code.fetch("issue_authors", limit=7)
     assert len(users) == 7
     assert users.attrs["restconnect"]["truncated"] is True
+
+
+def test_a_parent_child_fetch_with_failures_warns_at_the_fetch_call(two_apis,
+                                                                   tmp_path):
+    box, _, _ = two_apis
+    _, pay_spec = write_specs(tmp_path, box.url)
+    # Logins are not customer ids: every child lookup answers 404.
+    pay_spec.write_text(pay_spec.read_text() + """  customer_by_login:
+    path: "/customers/{id}"
+    parent: {endpoint: customers, params: {id: code_login}}
+""")
+    pay = connect(str(pay_spec), **credentials(box)[1])
+    logins = {c["code_login"] for c in box.data.customers.rows}
+
+    with pytest.warns(RestConnectWarning) as caught:
+        children = pay.fetch("customer_by_login")
+    pay.close()
+
+    lookups = len(logins - {None})
+    assert [w.filename for w in caught] == [__file__]
+    assert str(caught[0].message) == (
+        f"pay.customer_by_login: {lookups} of {lookups} lookups failed and 1 row "
+        "had no key; see the '_error' column")
+    assert children["_error"].notna().all()
 
 
 def test_a_batched_parent_without_key_is_a_spec_error(tmp_path):
