@@ -32,7 +32,7 @@ from restconnect.http import HttpClient
 from restconnect.pagination import Page, PageRequest, RepeatGuard, make_paginator
 from restconnect.redact import redact_params, redact_url, register_secret
 from restconnect.secret import Secret
-from restconnect.spec import ConnectorSpec, EndpointSpec, PaginationSpec
+from restconnect.spec import ConnectorSpec, EndpointSpec, PaginationSpec, checked_base_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +119,8 @@ class Connector:
         _check_concurrency(concurrency)
         self.spec = spec
         self.name = spec.name
-        self.base_url = (base_url or spec.resolved_base_url()).rstrip("/")
+        self.base_url = (checked_base_url(base_url, spec.source) if base_url
+                         else spec.resolved_base_url())
         self.concurrency = concurrency or spec.concurrency
         self.interactive = interactive
         self.last_result: FetchResult | None = None

@@ -40,6 +40,7 @@ __all__ = [
     "RateLimitSpec",
     "ResponseAction",
     "RetrySpec",
+    "checked_base_url",
     "fill_env_references",
     "format_validation_error",
     "load_spec",
@@ -294,6 +295,9 @@ class ConnectorSpec(_Model):
     def _url(cls, value: str) -> str:
         if not re.match(r"^(https?://|\$\{)", value):
             raise ValueError("must start with http:// or https://")
+        if "${" in ENV_REFERENCE.sub("", value):
+            raise ValueError("has a '${' that is not a ${VARIABLE} or "
+                             "${VARIABLE:-default} reference (capitals, closed by '}')")
         return value.rstrip("/")
 
     @property
@@ -307,7 +311,21 @@ class ConnectorSpec(_Model):
         def unset(match: re.Match[str]) -> str:
             raise SpecError(f"environment variable {match.group(1)} is not set",
                             source=self.source, path="base_url")
-        return fill_env_references(self.base_url, unset).rstrip("/")
+        return checked_base_url(fill_env_references(self.base_url, unset), self.source)
+
+
+def checked_base_url(url: str, source: str | None = None) -> str:
+    """``url`` without a trailing slash, if it is an http(s) URL with a host.
+
+    Raises:
+        SpecError: naming ``base_url``; the URL is shown redacted.
+    """
+    if not re.match(r"^https?://[^/\s?#]+", url):
+        from restconnect.redact import redact_url
+
+        raise SpecError(f"must be an http:// or https:// URL with a host, got "
+                        f"{redact_url(url)!r}", source=source, path="base_url")
+    return url.rstrip("/")
 
 
 def fill_env_references(value: str,
@@ -376,6 +394,7 @@ def read_yaml_mapping(path: str | os.PathLike[str] | None, *, text: str | None =
             raise SpecError(f"cannot read the file: {exc.strerror}",
                             source=source) from None
     try:
+        _refuse_repeated_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -387,16 +406,40 @@ def read_yaml_mapping(path: str | os.PathLike[str] | None, *, text: str | None =
     return data
 
 
+def _refuse_repeated_keys(node: Any, source: str, path: str = "") -> None:
+    """A key written twice in one mapping: YAML would keep the last one silently."""
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_repeated_keys(item, source, f"{path}[{index}]")
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: set[str] = set()
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        here = f"{path}.{key}" if path else key
+        if key in seen and key != "<<":
+            raise SpecError(f"the key {key!r} is written twice (again at line "
+                            f"{key_node.start_mark.line + 1}); keep one",
+                            source=source, path=here)
+        seen.add(key)
+        _refuse_repeated_keys(value_node, source, here)
+
+
 def format_validation_error(exc: ValidationError, source: str,
-                            model: type[BaseModel] | None = None) -> SpecError:
-    """Turn pydantic's errors into one ``SpecError`` with key paths and hints."""
+                            model: type[BaseModel] | None = None, *,
+                            within: tuple[str, ...] = ()) -> SpecError:
+    """Turn pydantic's errors into one ``SpecError`` with key paths and hints.
+
+    ``within``: the key path ``model`` sits at, so values under ``auth`` stay
+    hidden when only an auth entry's options were validated.
+    """
     root = model or ConnectorSpec
     lines = []
     first_path = ""
     for error in exc.errors():
         path = _key_path(error["loc"])
         first_path = first_path or path
-        lines.append(f"{path or '(top level)'}: {_describe(error, root)}")
+        lines.append(f"{path or '(top level)'}: {_describe(error, root, within)}")
     problem = lines[0].split(": ", 1)[1] if len(lines) == 1 else (
         f"{len(lines)} problems:\n  " + "\n  ".join(lines))
     return SpecError(problem, source=source, path=first_path if len(lines) == 1 else "")
@@ -421,7 +464,7 @@ def _is_branch_label(item: Any) -> bool:
         or item.startswith(("function-", "list[", "dict[")))
 
 
-def _describe(error: Any, root: type[BaseModel]) -> str:
+def _describe(error: Any, root: type[BaseModel], within: tuple[str, ...] = ()) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(error["loc"][-1])
@@ -430,7 +473,7 @@ def _describe(error: Any, root: type[BaseModel]) -> str:
     if kind == "missing":
         return "required key is missing"
     got = error.get("input")
-    hidden = _may_hold_secret(error["loc"])
+    hidden = _may_hold_secret((*within, *error["loc"]))
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         shown = f"a {type(got).__name__}" if hidden else repr(got)
@@ -523,7 +566,8 @@ def _check_auth(spec: ConnectorSpec) -> None:
         try:
             method.Options.model_validate(options)
         except ValidationError as exc:
-            inner = format_validation_error(exc, spec.source or "", method.Options)
+            inner = format_validation_error(exc, spec.source or "", method.Options,
+                                            within=("auth",))
             raise SpecError(inner.problem, source=spec.source,
                             path=".".join(p for p in (path, inner.path) if p)) from None
         for name in fields:

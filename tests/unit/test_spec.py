@@ -183,3 +183,44 @@ def test_a_token_pasted_as_an_env_name_is_refused_unseen():
         parse_spec(MINIMAL + "auth: {method: bearer, env: {token: ghp_abc123def456}}\n")
     assert info.value.path == "auth.env.token"
     assert "ghp_abc123def456" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ("name: a\nname: b\nbase_url: http://127.0.0.1:1\nendpoints: {x: {path: /x}}\n",
+     "name"),
+    ("name: a\nbase_url: http://127.0.0.1:1\nendpoints:\n  x: {path: /x}\n"
+     "  x: {path: /y}\n", "endpoints.x"),
+    ("name: a\nbase_url: http://127.0.0.1:1\nendpoints:\n"
+     "  x: {path: /x, params: {q: 1, q: 2}}\n", "endpoints.x.params.q"),
+], ids=["top level", "endpoint", "nested"])
+def test_a_key_written_twice_is_an_error(text, path):
+    with pytest.raises(SpecError, match="written twice") as caught:
+        parse_spec(text, source="dup.yaml")
+    assert caught.value.path == path and caught.value.source == "dup.yaml"
+
+
+def test_an_unclosed_env_reference_in_base_url_is_an_error():
+    text = 'name: a\nbase_url: "${API_URL:-http://x"\nendpoints: {x: {path: /x}}\n'
+    with pytest.raises(SpecError, match="not a \\$\\{VARIABLE\\}") as caught:
+        parse_spec(text, source="env.yaml")
+    assert caught.value.path == "base_url"
+
+
+@pytest.mark.parametrize("value", ["ftp://nowhere", "not a url", "https://"])
+def test_base_url_is_checked_after_it_is_filled(monkeypatch, value):
+    spec = parse_spec('name: a\nbase_url: "${API_URL}"\nendpoints: {x: {path: /x}}\n',
+                      source="env.yaml")
+    monkeypatch.setenv("API_URL", value)
+    with pytest.raises(SpecError, match="http:// or https:// URL with a host") as caught:
+        spec.resolved_base_url()
+    assert caught.value.path == "base_url"
+
+
+def test_wrong_values_of_auth_options_are_not_quoted():
+    text = ("name: a\nbase_url: http://127.0.0.1:1\n"
+            "auth: {method: api_key, location: ghp_LOCSECRET1}\n"
+            "endpoints: {x: {path: /x}}\n")
+    with pytest.raises(SpecError, match="got a str") as caught:
+        parse_spec(text, source="v.yaml")
+    assert caught.value.path == "auth.location"
+    assert "ghp_LOCSECRET1" not in str(caught.value)
