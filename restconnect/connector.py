@@ -412,7 +412,7 @@ class Connector:
             self._tallies.append(tally)
         try:
             frame = fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
-                                   cache=cache, workers=concurrency, **params)
+                                   cache=cache, workers=concurrency, params=params)
         finally:
             with self._tally_lock:
                 self._tallies.remove(tally)

@@ -668,7 +668,7 @@ def _fetch_group(lookup: _Lookup, group: list[dict[str, Any]]
 def _fetch_one(lookup: _Lookup, filled: Mapping[str, Any]) -> _Outcome:
     try:
         frame = lookup.connector.fetch(lookup.endpoint, **lookup.fetch_options,
-                                       **lookup.fixed, **filled)
+                                       params={**lookup.fixed, **filled})
     except _ROW_ERRORS as exc:
         logger.debug("lookup %s.%s failed: %s", lookup.connector.name,
                      lookup.endpoint, exc)
@@ -876,9 +876,11 @@ def fetch_children(connector: Connector, endpoint: str, *,
                    parent_params: Mapping[str, Any] | None = None,
                    limit: int | None = None, max_pages: int | None = None,
                    workers: int | None = None, cache: Any = None,
-                   lookup_cache: bool = False, **params: Any) -> pd.DataFrame:
+                   lookup_cache: bool = False, params: Mapping[str, Any] | None = None,
+                   **more_params: Any) -> pd.DataFrame:
     """Fetch an endpoint that declares a ``parent``: the parent rows, then children.
 
+    API parameters come in ``params`` (for names like ``limit``) or as keywords.
     Parameters the parent endpoint needs (its path placeholders and required
     ones) go to the parent fetch, like everything in ``parent_params``; the
     rest go to every child request. Each child row keeps the parent fields
@@ -894,13 +896,14 @@ def fetch_children(connector: Connector, endpoint: str, *,
         raise SpecError(f"endpoint {endpoint!r} declares no parent",
                         source=connector.name, path=f"endpoints.{endpoint}.parent")
     parent = spec.parent
+    params = {**(params or {}), **more_params}
     for_parent = dict(parent_params or {})
     parent_spec = connector.endpoint(parent.endpoint)
     for_parent_names = parent_spec.path_params + parent_spec.required
     for name in [n for n in params if n in for_parent_names]:
         for_parent[name] = params.pop(name)
     http = {"cache": cache} if cache is not None else {}
-    parents = connector.fetch(parent.endpoint, **http, **for_parent)
+    parents = connector.fetch(parent.endpoint, **http, params=for_parent)
     keys, mapped = _parent_keys(parents, parent.endpoint, parent.params,
                                 f"endpoints.{endpoint}.parent.params")
     options = {**http, "progress": False,

@@ -224,3 +224,13 @@ def test_parent_child_counts_pages_served_from_the_cache(sandbox, tmp_path):
     assert requests_seen(sandbox) == sent
     assert second["pages"] == first["pages"] > 0
     assert second["pages_from_cache"] == second["pages"]
+
+
+def test_parent_child_params_may_use_the_names_of_fetch_keywords(conn):
+    plain = conn.fetch("all_repo_issues")
+
+    given = conn.fetch("all_repo_issues", params={"max_pages": 1})
+
+    assert given.attrs["restconnect"]["truncated"] is False
+    assert given.sort_values("id", ignore_index=True).equals(
+        plain.sort_values("id", ignore_index=True))
