@@ -185,7 +185,11 @@ def _apply_types(frame: pd.DataFrame, options: FrameOptions) -> pd.DataFrame:
 
 def _warn_unknown_names(flattened: list[Any], columns: list[Any],
                         options: FrameOptions) -> None:
-    """Warn about each declared column the result does not have, with a hint."""
+    """Warn about a declared column the result lacks when a column is close to it.
+
+    Only a likely typo is worth a warning: APIs that return sparse records or
+    only the fields asked for lack declared columns for good reasons.
+    """
     import difflib
 
     present = set(flattened) | set(columns)
@@ -195,9 +199,10 @@ def _warn_unknown_names(flattened: list[Any], columns: list[Any],
         for name in declared:
             if name in present:
                 continue
-            hint = difflib.get_close_matches(str(name), names, n=1)
-            _warn(f"{_where(options.source)}{key} names {name!r}, which is not a column "
-                  f"of the result" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            hint = difflib.get_close_matches(str(name), names, n=1, cutoff=0.8)
+            if hint:
+                _warn(f"{_where(options.source)}{key} names {name!r}, which is not a "
+                      f"column of the result; did you mean {hint[0]!r}?")
 
 
 def _to_datetime(series: pd.Series, column: str, source: str | None = None,

@@ -247,3 +247,12 @@ def test_a_datetime_dtype_on_an_empty_result_matches_a_full_one(dtype):
     empty.add_page([])
 
     assert empty.finish()["at"].dtype == full.finish()["at"].dtype
+
+
+def test_a_declared_name_with_no_close_column_stays_quiet(sandbox, plain_repos):
+    # Sparse records and field selection lack declared columns for good reasons.
+    with trial(sandbox, repos="datetimes: [archived_on_the_moon]") as conn, \
+            warnings.catch_warnings():
+        warnings.simplefilter("error", RestConnectWarning)
+        frame = conn.fetch("repos")
+    assert frame.shape == plain_repos.shape
