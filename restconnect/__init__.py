@@ -48,7 +48,7 @@ _LAZY = {
     "Field": "restconnect.auth.base",
     "extract": "restconnect.jobs",
     "Job": "restconnect.jobs",
-    "enrich": "restconnect.join",
+    "enrich": "restconnect.lookups",
     "load": "restconnect.dataset",
     "load_dataset": "restconnect.dataset",
     "read_dataset": "restconnect.dataset",
@@ -103,7 +103,7 @@ if TYPE_CHECKING:
     from restconnect.connector import Connector, connect
     from restconnect.dataset import load, load_dataset, read_dataset
     from restconnect.jobs import Job, extract
-    from restconnect.join import enrich
+    from restconnect.lookups import enrich
     from restconnect.pagination import Paginator, register_paginator
     from restconnect.spec import ConnectorSpec, load_spec
     from restconnect.webhooks import WebhookVerificationError

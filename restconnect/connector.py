@@ -404,7 +404,7 @@ class Connector:
                            limit: int | None, max_pages: int | None, cache: Any,
                            concurrency: int | None) -> pd.DataFrame:
         """The parent rows, then the children; attrs keyed like a plain fetch's."""
-        from restconnect.join import fetch_children
+        from restconnect.lookups import fetch_children
 
         started = _now()
         tally = _Tally()

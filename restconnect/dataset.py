@@ -419,7 +419,8 @@ def _step_path(index: int, step: JoinStep, inner: str) -> str:
 def _apply_step(spec: DatasetSpec, step: JoinStep, frame: pd.DataFrame,
                 frames: Mapping[str, pd.DataFrame],
                 connectors: Mapping[str, Connector]) -> pd.DataFrame:
-    from restconnect.join import enrich, join
+    from restconnect.join import join
+    from restconnect.lookups import enrich
 
     if step.right is not None:
         return join(frame, frames[step.right], on=step.on, left_on=step.left_on,

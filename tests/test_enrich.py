@@ -11,7 +11,7 @@ import pytest
 
 import restconnect
 from restconnect import HTTPStatusError, RestConnectWarning, SpecError, connect
-from restconnect.join import clear_lookup_cache
+from restconnect.lookups import clear_lookup_cache
 from tests.join_helpers import credentials, open_two_apis, write_specs
 
 USER_ROUTE = "GET /code/users/{login}"
