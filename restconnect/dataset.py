@@ -468,24 +468,28 @@ def extract_dataset(path: str | os.PathLike[str], *, output: Any = None) -> Summ
 
     Raises:
         SpecError: the file is invalid or names no output.
+        ExtractError: another run writes the same output, or it cannot be
+            written.
     """
     import time
 
-    from restconnect.jobs import Summary
+    from restconnect.jobs import Summary, output_lock
     from restconnect.outputs import OutputSpec, make_output
     from restconnect.state import StateStore
 
     started = time.perf_counter()
     spec = read_dataset(path)
     target = OutputSpec.of(output if output is not None else _file_output(spec))
-    frame = load_dataset(spec)
-    store = StateStore()
-    key = store.key("dataset", spec.name, {}, scope=str(Path(target.path).resolve()))
-    writer = make_output(target, incremental=False, primary_key=[], endpoint=spec.name,
-                         store=store, state_key=key)
-    summary = Summary(job=f"dataset {spec.name}", output=str(writer.path),
-                      mode=writer.mode)
-    _write(writer, frame)
+    label = f"dataset {spec.name}"
+    with output_lock(label, target.path):
+        frame = load_dataset(spec)
+        store = StateStore()
+        key = store.key("dataset", spec.name, {},
+                        scope=str(Path(target.path).resolve()))
+        writer = make_output(target, incremental=False, primary_key=[],
+                             endpoint=spec.name, store=store, state_key=key)
+        summary = Summary(job=label, output=str(writer.path), mode=writer.mode)
+        _write(writer, frame)
     summary.rows = len(frame)
     summary.pages = sum(int(s.get("pages") or 0)
                         for s in frame.attrs["restconnect"].get("sources", []))

@@ -25,7 +25,8 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,14 +281,26 @@ def run_job(job: Job, *, store: StateStore | None = None,
         CredentialsMissing: a credential has no value (the message lists the
             variables to set).
     """
+    with output_lock(job.label, job.output.path, timeout=lock_timeout):
+        return _run_locked(job, store or StateStore())
+
+
+@contextmanager
+def output_lock(label: str, output: str, *, timeout: float = 0) -> Iterator[None]:
+    """Hold the lock beside ``output`` for a block that writes it.
+
+    Raises:
+        ExtractError: another run holds the lock; the output is a folder or
+            cannot be written (the earlier output is left as it was).
+    """
     from filelock import FileLock, Timeout
 
-    lock_path = _lock_path(job)
+    lock_path = _lock_path(label, output)
     try:
-        with FileLock(str(lock_path), timeout=lock_timeout):
-            return _run_locked(job, store or StateStore())
+        with FileLock(str(lock_path), timeout=timeout):
+            yield
     except Timeout:
-        raise ExtractError(f"{job.label}: another run of this job is in progress "
+        raise ExtractError(f"{label}: another run of this job is in progress "
                            f"(lock {lock_path}); not starting a second one") from None
     except OSError as exc:
         import requests
@@ -295,21 +308,20 @@ def run_job(job: Job, *, store: StateStore | None = None,
         if isinstance(exc, requests.RequestException):
             raise
         detail = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
-        raise ExtractError(f"{job.label}: cannot write the output "
-                           f"{job.output.path} ({detail}); the earlier output, if "
-                           "any, is unchanged") from None
+        raise ExtractError(f"{label}: cannot write the output {output} ({detail}); "
+                           "the earlier output, if any, is unchanged") from None
 
 
-def _lock_path(job: Job) -> Path:
+def _lock_path(label: str, output_path: str) -> Path:
     """The lock file, beside the output so every user and scheduler sees it."""
-    output = Path(job.output.path).expanduser()
+    output = Path(output_path).expanduser()
     if output.is_dir():
-        raise ExtractError(f"{job.label}: the output {output} is a folder; give the "
+        raise ExtractError(f"{label}: the output {output} is a folder; give the "
                            "path of a file to write")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExtractError(f"{job.label}: cannot create the output folder "
+        raise ExtractError(f"{label}: cannot create the output folder "
                            f"{output.parent}: {exc.strerror}") from None
     return output.parent / f".{output.name}{LOCK_SUFFIX}"
 

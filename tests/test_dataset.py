@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import restconnect
-from restconnect import CredentialsMissing, SpecError
+from restconnect import CredentialsMissing, ExtractError, SpecError
 from restconnect.dataset import read_dataset
 from tests.join_helpers import ENV, credentials, two_auth_methods, write_specs
 
@@ -213,6 +213,26 @@ def test_extract_output_option_wins_and_no_output_is_an_error(folder):
     with pytest.raises(SpecError) as caught:
         extract(str(path))
     assert caught.value.path == "output"
+
+
+def test_a_dataset_extract_holds_the_output_lock(folder, fresh_sandbox):
+    from filelock import FileLock
+
+    from restconnect.cli import main
+    from restconnect.jobs import _lock_path
+
+    out = folder / "out" / "joined.parquet"
+    path = _write(folder, JOIN_ONLY + "output: out/joined.parquet\n")
+    before = fresh_sandbox.stats
+
+    with FileLock(str(_lock_path("dataset", str(out)))):
+        code = main(["extract", str(path)])
+
+    assert code == ExtractError.exit_code == 8
+    assert fresh_sandbox.stats == before  # refused before fetching anything
+    assert not out.exists()
+    (folder / "adir.csv").mkdir()
+    assert main(["extract", str(path), "-o", str(folder / "adir.csv")]) == 8
 
 
 OFFLINE_MISTAKES = [

@@ -291,7 +291,7 @@ def test_a_second_run_of_the_same_job_is_refused(token_env, tmp_path) -> None:
     job_file = tmp_path / "i.job.yaml"
     job.save(job_file)
 
-    with FileLock(str(_lock_path(job))):
+    with FileLock(str(_lock_path(job.label, job.output.path))):
         with pytest.raises(ExtractError, match="another run of this job"):
             job.run()
         # Another user or scheduler has another restconnect home: the lock
