@@ -81,9 +81,18 @@ _DB_NAME = "cache.db"
 
 
 def restconnect_home() -> Path | None:
-    """``$RESTCONNECT_HOME`` as a path, or None when it is not set."""
+    """``$RESTCONNECT_HOME`` as a path, or None when it is not set.
+
+    The folder is created private (0700) when it does not exist yet: caches,
+    state and tokens go below it.
+    """
     home = os.environ.get("RESTCONNECT_HOME")
-    return Path(home).expanduser() if home else None
+    if not home:
+        return None
+    path = Path(home).expanduser()
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
 
 
 def cache_root() -> Path:

@@ -155,6 +155,7 @@ class StateStore:
         self.path(key, ".pending.json").unlink(missing_ok=True)
 
     def _ensure_folder(self, key: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder = self.path(key).parent
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 

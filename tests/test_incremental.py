@@ -104,13 +104,17 @@ def test_revalidates_instead_of_trusting_a_fresh_cache_entry(fresh_sandbox,
 
 
 def test_state_files_live_in_home_and_are_private(fresh_sandbox, tmp_path,
-                                                  _isolated_home) -> None:
+                                                  monkeypatch) -> None:
+    home = tmp_path / "new" / "home"
+    monkeypatch.setenv("RESTCONNECT_HOME", str(home))
     connect_box(fresh_sandbox, tmp_path).fetch("issues", incremental=True)
 
-    files = list((_isolated_home / "state").rglob("*.json"))
+    files = list((home / "state").rglob("*.json"))
 
     assert [f.parent.name for f in files] == ["cachebox"]
     assert stat.S_IMODE(os.stat(files[0]).st_mode) == 0o600
+    folders = [home, home / "state", files[0].parent]
+    assert {stat.S_IMODE(os.stat(f).st_mode) for f in folders} == {0o700}
 
 
 def test_endpoint_without_cursor_is_a_spec_error(fresh_sandbox, tmp_path) -> None:
