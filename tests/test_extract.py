@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -323,7 +324,8 @@ def test_a_running_job_keeps_its_lock(token_env, tmp_path, monkeypatch, suffix) 
 
 
 def test_a_value_that_looks_like_a_variable_name_is_refused_unseen(tmp_path) -> None:
-    pasted = "ghp_abcdEFGH1234567890secretXYZ"
+    # Shaped like a pasted token, made here so no token-like text is committed.
+    pasted = "ghp_" + secrets.token_hex(12)
     path = tmp_path / "bad.job.yaml"
     path.write_text("connector: github\nendpoint: issues\noutput: i.parquet\n"
                     f"credentials: {{token: env:{pasted}}}\n")
