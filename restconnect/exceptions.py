@@ -24,6 +24,8 @@ before they are put in a message.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import Any
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "SpecError",
     "TokenRefreshError",
     "TransportError",
+    "show_warning",
 ]
 
 
@@ -50,6 +53,24 @@ class RestConnectWarning(UserWarning):
     alike; ``warnings.simplefilter("error", RestConnectWarning)`` turns them
     into errors.
     """
+
+
+def show_warning(message: str) -> None:
+    """Show ``message`` as a :class:`RestConnectWarning` at the user's call.
+
+    The warning points at the first caller outside restconnect, so a
+    warning raised deep in a join inside ``restconnect.load`` names the
+    user's ``load`` line.
+    """
+    frame, level = sys._getframe(), 1
+    while frame.f_back is not None and _in_package(frame):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RestConnectWarning, stacklevel=level)
+
+
+def _in_package(frame: Any) -> bool:
+    name = str(frame.f_globals.get("__name__", ""))
+    return name == "restconnect" or name.startswith("restconnect.")
 
 
 class RestConnectError(Exception):

@@ -23,6 +23,8 @@ from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from restconnect.exceptions import show_warning
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -153,9 +155,9 @@ class FrameBuilder:
 def shape_frame(frame: pd.DataFrame, options: FrameOptions) -> pd.DataFrame:
     """Apply explode, declared datetimes and dtypes to a flattened frame.
 
-    A declared name the frame lacks gets a warning (unless the frame has no
-    rows); a datetime column whose values all fail to parse, or a dtype that
-    does not fit, raises ``SpecError``.
+    A declared name the frame lacks gets a warning when a column's name is
+    close to it (unless the frame has no rows); a datetime column whose values
+    all fail to parse, or a dtype that does not fit, raises ``SpecError``.
     """
     flattened = list(frame.columns)
     if options.explode:
@@ -201,8 +203,8 @@ def _warn_unknown_names(flattened: list[Any], columns: list[Any],
                 continue
             hint = difflib.get_close_matches(str(name), names, n=1, cutoff=0.8)
             if hint:
-                _warn(f"{_where(options.source)}{key} names {name!r}, which is not a "
-                      f"column of the result; did you mean {hint[0]!r}?")
+                show_warning(f"{_where(options.source)}{key} names {name!r}, which is "
+                             f"not a column of the result; did you mean {hint[0]!r}?")
 
 
 def _to_datetime(series: pd.Series, column: str, source: str | None = None,
@@ -235,7 +237,8 @@ def _report_lost(series: pd.Series, lost: list[Any], column: str,
     from restconnect.exceptions import SpecError
     from restconnect.redact import is_sensitive_name
 
-    bad = [value for value in lost if not (isinstance(value, str) and not value.strip())]
+    bad = [value for value in lost
+           if not (isinstance(value, str) and not value.strip())]
     if not bad:
         return
     present = int(series.notna().sum()) - (len(lost) - len(bad))
@@ -248,7 +251,7 @@ def _report_lost(series: pd.Series, lost: list[Any], column: str,
     message = (f"{_where(source)}{key}: {len(bad)} of {present} values of {column!r} "
                f"are not timestamps and became NaT{example}")
     logger.warning("%s", message)
-    _warn(message)
+    show_warning(message)
 
 
 def _astype(series: pd.Series, dtype: str, column: str,
@@ -275,20 +278,6 @@ def _example(value: Any) -> str:
     if len(text) <= _EXAMPLE_CHARS:
         return repr(text)
     return f"{text[:_EXAMPLE_CHARS]!r}..."
-
-
-def _warn(message: str) -> None:
-    """A RestConnectWarning pointing at the first caller outside restconnect."""
-    import sys
-    import warnings
-
-    from restconnect.exceptions import RestConnectWarning
-
-    level, frame = 1, sys._getframe()
-    while frame.f_back is not None and \
-            frame.f_globals.get("__name__", "").partition(".")[0] == "restconnect":
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, RestConnectWarning, stacklevel=level)
 
 
 def explode(frame: pd.DataFrame, column: str, sep: str = ".") -> pd.DataFrame:
@@ -445,7 +434,8 @@ class ArrowPages:
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
             raise _Irregular(f"values of {name!r} do not convert: {exc}") from None
         if not _fits(array.type, column, inferred=True):
-            raise _Irregular(f"values of {name!r} change type or layout between records")
+            raise _Irregular(f"values of {name!r} change type or layout between "
+                             "records")
         if not pa.types.is_null(array.type):
             self._types[name] = array.type
         return array
@@ -470,7 +460,8 @@ class ArrowPages:
                 column = columns[index] if columns is not None else \
                     self._children_values(page, prefix, name)
                 if pa.types.is_struct(kind):
-                    node.children = self._walk_struct(page, node, array, column, missing)
+                    node.children = self._walk_struct(page, node, array, column,
+                                                      missing)
                 else:
                     page.kept[path] = column
             else:
@@ -551,7 +542,8 @@ class ArrowPages:
             return types.pop() if types else pa.null()
         if types == {pa.int64(), pa.float64()}:
             return pa.float64()
-        raise _Irregular(f"column {path!r} has values of types {sorted(map(str, types))}")
+        kinds = sorted(map(str, types))
+        raise _Irregular(f"column {path!r} has values of types {kinds}")
 
     def _build_column(self, path: str, arrow_type: Any) -> Any:
         import numpy as np

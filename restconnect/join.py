@@ -12,15 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from restconnect.exceptions import (
-    RestConnectWarning,
-    SpecError,
-)
+from restconnect.exceptions import SpecError, show_warning
 from restconnect.redact import redact_text
 
 if TYPE_CHECKING:
@@ -420,23 +415,7 @@ def warn_user(message: str, *args: Any) -> None:
     """Log a warning and show it as a RestConnectWarning at the user's call."""
     text = redact_text(message % args)
     logger.warning("%s", text)
-    warnings.warn(text, RestConnectWarning, stacklevel=_user_level())
-
-
-def _user_level() -> int:
-    """``stacklevel`` for ``warnings.warn`` in our caller: the first frame outside us.
-
-    A join inside ``restconnect.load`` then points at the user's ``load`` call.
-    """
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and _in_package(frame):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _in_package(frame: Any) -> bool:
-    name = str(frame.f_globals.get("__name__", ""))
-    return name == "restconnect" or name.startswith("restconnect.")
+    show_warning(text)
 
 
 def merged_attrs(frames: Sequence[pd.DataFrame], step: Mapping[str, Any], *,
