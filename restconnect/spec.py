@@ -394,8 +394,7 @@ def read_yaml_mapping(path: str | os.PathLike[str] | None, *, text: str | None =
             raise SpecError(f"cannot read the file: {exc.strerror}",
                             source=source) from None
     try:
-        _refuse_repeated_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -406,11 +405,29 @@ def read_yaml_mapping(path: str | os.PathLike[str] | None, *, text: str | None =
     return data
 
 
-def _refuse_repeated_keys(node: Any, source: str, path: str = "") -> None:
+def _load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load``, parsing once: the node tree is checked, then built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_repeated_keys(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _refuse_repeated_keys(node: Any, source: str, path: str = "",
+                          visited: set[int] | None = None) -> None:
     """A key written twice in one mapping: YAML would keep the last one silently."""
+    visited = set() if visited is None else visited
+    if id(node) in visited:  # an alias of a node already walked (or of itself)
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _refuse_repeated_keys(item, source, f"{path}[{index}]")
+            _refuse_repeated_keys(item, source, f"{path}[{index}]", visited)
     if not isinstance(node, yaml.MappingNode):
         return
     seen: set[str] = set()
@@ -422,7 +439,7 @@ def _refuse_repeated_keys(node: Any, source: str, path: str = "") -> None:
                             f"{key_node.start_mark.line + 1}); keep one",
                             source=source, path=here)
         seen.add(key)
-        _refuse_repeated_keys(value_node, source, here)
+        _refuse_repeated_keys(value_node, source, here, visited)
 
 
 def format_validation_error(exc: ValidationError, source: str,
@@ -611,7 +628,7 @@ def _check_dtypes(spec: ConnectorSpec) -> None:
 
 
 def _dtype_problem(dtype: str) -> str | None:
-    """Why pandas refuses ``dtype``, with the name it probably is; None if it is fine."""
+    """Why pandas refuses ``dtype``, with the likely name; None if it is fine."""
     from pandas.api.types import pandas_dtype  # only for specs that declare dtypes
 
     try:

@@ -224,3 +224,10 @@ def test_wrong_values_of_auth_options_are_not_quoted():
         parse_spec(text, source="v.yaml")
     assert caught.value.path == "auth.location"
     assert "ghp_LOCSECRET1" not in str(caught.value)
+
+
+def test_the_repeated_key_check_follows_aliases_once():
+    from restconnect.spec import read_yaml_mapping
+
+    data = read_yaml_mapping(None, text="a: &x [1, *x]\nb: *x\n", source="s.yaml")
+    assert data["a"][0] == 1 and data["a"][1] is data["a"] and data["b"] is data["a"]
