@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +31,12 @@ from restconnect.http import HttpClient
 from restconnect.pagination import Page, PageRequest, RepeatGuard, make_paginator
 from restconnect.redact import redact_params, redact_url, register_secret
 from restconnect.secret import Secret
-from restconnect.spec import ConnectorSpec, EndpointSpec, PaginationSpec, checked_base_url
+from restconnect.spec import (
+    ConnectorSpec,
+    EndpointSpec,
+    PaginationSpec,
+    checked_base_url,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,8 +135,6 @@ class Connector:
         self.progress = progress
         self.form: Any = None
         self._identity: Any = None
-        self._tallies: list[_Tally] = []
-        self._tally_lock = threading.Lock()
         self._given = self._hold(credentials or {})
         self._install_auth(self._first_auth(interactive))
         self._offer_sign_in(interactive)
@@ -265,8 +267,7 @@ class Connector:
 
     def credential_fields(self) -> list[str]:
         """Names of every credential field this connector's auth uses."""
-        return [f.name for e in self.spec.auth_entries
-                for f in get_auth_method(e.method).fields]
+        return credential_fields(self.spec)
 
     # ------------------------------------------------------------ describing
 
@@ -364,7 +365,7 @@ class Connector:
         Returns:
             The records, with ``df.attrs["restconnect"]`` describing the fetch.
         """
-        params = _merge_params("fetch", params, more_params)
+        params = merge_params("fetch", params, more_params)
         _check_bounds(limit, max_pages)
         _check_concurrency(concurrency)
         if incremental:
@@ -381,7 +382,7 @@ class Connector:
         snapshot = self._snapshot(endpoint, spec, params, cache, limit, max_pages,
                                   explode)
         if snapshot.frame is not None:
-            return self._counted(snapshot.frame)
+            return snapshot.frame
         builder = FrameBuilder(FrameOptions(dtypes=spec.dtypes,
                                             datetimes=spec.datetimes,
                                             columns=spec.columns, explode=explode,
@@ -398,36 +399,16 @@ class Connector:
             frame = builder.finish()
         frame.attrs["restconnect"] = result.as_dict()
         snapshot.save(frame)
-        return self._counted(frame)
+        return frame
 
     def _fetch_with_parent(self, endpoint: str, params: dict[str, Any], *,
                            limit: int | None, max_pages: int | None, cache: Any,
                            concurrency: int | None) -> pd.DataFrame:
-        """The parent rows, then the children; attrs keyed like a plain fetch's."""
+        """The parent rows, then the children (see ``lookups.fetch_children``)."""
         from restconnect.lookups import fetch_children
 
-        started = _now()
-        tally = _Tally()
-        with self._tally_lock:
-            self._tallies.append(tally)
-        try:
-            frame = fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
-                                   cache=cache, workers=concurrency, params=params)
-        finally:
-            with self._tally_lock:
-                self._tallies.remove(tally)
-        frame.attrs["restconnect"] = {
-            **tally.summary(endpoint, started),
-            **frame.attrs.get("restconnect", {})}
-        return frame
-
-    def _counted(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Add a plain fetch's attrs to every parent-child fetch in progress."""
-        if self._tallies:
-            with self._tally_lock:
-                for tally in self._tallies:
-                    tally.add(frame.attrs.get("restconnect", {}))
-        return frame
+        return fetch_children(self, endpoint, limit=limit, max_pages=max_pages,
+                              cache=cache, workers=concurrency, params=params)
 
     def _snapshot(self, endpoint: str, spec: EndpointSpec, params: Mapping[str, Any],
                   cache: Any, *options: Any) -> Any:
@@ -461,7 +442,7 @@ class Connector:
                    params: Mapping[str, Any] | None = None,
                    **more_params: Any) -> Iterator[Page]:
         """Yield each page as it arrives (``page.records`` holds its records)."""
-        params = _merge_params("iter_pages", params, more_params)
+        params = merge_params("iter_pages", params, more_params)
         _check_bounds(limit, max_pages)
         _check_concurrency(concurrency)
         spec = self.endpoint(endpoint)
@@ -660,6 +641,11 @@ class Connector:
                               response=response)
 
 
+def credential_fields(spec: ConnectorSpec) -> list[str]:
+    """Names of every credential field a spec's auth methods use."""
+    return [f.name for e in spec.auth_entries for f in get_auth_method(e.method).fields]
+
+
 def _check_bounds(limit: Any, max_pages: Any) -> None:
     """``limit`` and ``max_pages`` are whole numbers of at least 1, or None."""
     for name, value in (("limit", limit), ("max_pages", max_pages)):
@@ -685,7 +671,7 @@ def _check_concurrency(value: Any) -> None:
                          f"{MAX_CONCURRENCY}, got {value!r}")
 
 
-def _merge_params(caller: str, params: Mapping[str, Any] | None,
+def merge_params(caller: str, params: Mapping[str, Any] | None,
                   more_params: Mapping[str, Any]) -> dict[str, Any]:
     """``params=`` and the keyword parameters as one mapping.
 
@@ -709,26 +695,6 @@ def _same(first: Any, second: Any) -> bool:
         return bool(first == second)
     except (TypeError, ValueError):  # an array or frame has no single truth value
         return first is second
-
-
-class _Tally:
-    """The pages and pagination kinds of the fetches inside a parent-child fetch."""
-
-    def __init__(self) -> None:
-        self.pages_from_cache = 0
-        self.kinds: dict[str, set[str]] = {}
-
-    def add(self, attrs: Mapping[str, Any]) -> None:
-        self.pages_from_cache += int(attrs.get("pages_from_cache") or 0)
-        if attrs.get("pagination"):
-            endpoint = str(attrs.get("endpoint"))
-            self.kinds.setdefault(endpoint, set()).add(attrs["pagination"])
-
-    def summary(self, endpoint: str, fetched_at: str) -> dict[str, Any]:
-        """The keys a plain fetch has and ``fetch_children`` does not fill."""
-        kinds = self.kinds.get(endpoint)
-        return {"pagination": "+".join(sorted(kinds)) if kinds else None,
-                "pages_from_cache": self.pages_from_cache, "fetched_at": fetched_at}
 
 
 def _pages_needed(planned: list[PageRequest], first: Page, result: FetchResult,

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from restconnect.exceptions import CredentialsMissing, SpecError
-from restconnect.spec import ParamValue, read_yaml_mapping
+from restconnect.spec import ConnectorSpec, ParamValue, read_yaml_mapping
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -221,11 +221,13 @@ def _check_steps(spec: DatasetSpec) -> None:
               "'joins' or remove it")
 
 
-def _check_sources(spec: DatasetSpec, *, skip: Iterable[str]) -> None:
-    """Each source's connector exists and knows its endpoint and credential names."""
-    from restconnect.auth import get_auth_method
+def _check_sources(spec: DatasetSpec, *, skip: Iterable[str]
+                   ) -> dict[str, ConnectorSpec]:
+    """Each source's connector spec, checked to know its endpoint and credentials."""
     from restconnect.catalog import list_specs, resolve_spec
+    from restconnect.connector import credential_fields
 
+    checked = {}
     for name, source in spec.sources.items():
         if name in skip:
             continue
@@ -238,8 +240,7 @@ def _check_sources(spec: DatasetSpec, *, skip: Iterable[str]) -> None:
             raise SpecError(f"connector {source.connector!r}{hint}: {exc}",
                             source=spec.path, path=f"{where}.connector") from None
         _check_endpoint(spec, name, connector.name, connector.endpoints)
-        fields = [f.name for entry in connector.auth_entries
-                  for f in get_auth_method(entry.method).fields]
+        fields = credential_fields(connector)
         for field in source.credentials:
             if field not in fields:
                 near = difflib.get_close_matches(field, fields, n=1)
@@ -247,6 +248,8 @@ def _check_sources(spec: DatasetSpec, *, skip: Iterable[str]) -> None:
                 _fail(spec, f"{where}.credentials.{field}",
                       f"connector {connector.name!r} has no credential {field!r}{hint} "
                       f"Its credentials: {', '.join(fields) or 'none'}")
+        checked[name] = connector
+    return checked
 
 
 def _known_source(spec: DatasetSpec, name: str, path: str) -> None:
@@ -282,8 +285,9 @@ def load_dataset(path: str | os.PathLike[str] | DatasetSpec, *,
     """
     given = dict(connectors or {})
     spec = path if isinstance(path, DatasetSpec) else _read(path)
-    _check_sources(spec, skip=given)
-    built = {name: _connect(spec, name) for name in spec.sources if name not in given}
+    checked = _check_sources(spec, skip=given)
+    built = {name: _connect(spec, name, connector)
+             for name, connector in checked.items()}
     opened = {**built, **given}
     try:
         frames = _fetch_sources(spec, opened)
@@ -302,13 +306,13 @@ def load_dataset(path: str | os.PathLike[str] | DatasetSpec, *,
 load = load_dataset
 
 
-def _connect(spec: DatasetSpec, name: str) -> Connector:
+def _connect(spec: DatasetSpec, name: str, target: ConnectorSpec) -> Connector:
+    """Open a source's checked connector spec with the file's credentials."""
     from restconnect.connector import connect
 
     source = spec.sources[name]
     where = f"sources.{name}"
     credentials = _credentials(spec, name)
-    target = _connector_target(spec, source.connector)
     base_url = _fill_env(spec, source.base_url, f"{where}.base_url")
     try:
         connector = connect(target, base_url=base_url, **credentials)
@@ -318,7 +322,6 @@ def _connect(spec: DatasetSpec, name: str) -> Connector:
     except TypeError as exc:
         raise SpecError(str(exc), source=spec.path,
                         path=f"{where}.credentials") from None
-    _check_endpoint(spec, name, connector.name, connector.endpoints)
     return connector
 
 

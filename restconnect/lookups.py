@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from restconnect.exceptions import (
@@ -81,6 +82,8 @@ class _Outcome:
     pages: int = 0
     requested: bool = False
     exception: Exception | None = None
+    #: ``attrs["restconnect"]`` of the fetch this answer came from, if one ran.
+    fetched: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _LookupCache:
@@ -251,8 +254,9 @@ def _fetch_one(lookup: _Lookup, filled: Mapping[str, Any]) -> _Outcome:
         logger.debug("lookup %s.%s failed: %s", lookup.connector.name,
                      lookup.endpoint, exc)
         return _Outcome(error=str(exc), requested=True, exception=exc)
-    pages = int(frame.attrs.get("restconnect", {}).get("pages", 0))
-    return _Outcome(frame, pages=pages, requested=True)
+    fetched = frame.attrs.get("restconnect", {})
+    return _Outcome(frame, pages=int(fetched.get("pages", 0)), requested=True,
+                    fetched=fetched)
 
 
 def _fetch_batch(lookup: _Lookup, group: list[dict[str, Any]]
@@ -277,9 +281,10 @@ def _fetch_batch(lookup: _Lookup, group: list[dict[str, Any]]
     result = {}
     for position, (filled, value) in enumerate(zip(group, values)):
         rows = frame[[k == value for k in keys]] if keys else frame.iloc[0:0]
+        first = position == 0
         result[_identity(filled)] = _Outcome(
-            rows.reset_index(drop=True), pages=outcome.pages if position == 0 else 0,
-            requested=position == 0)
+            rows.reset_index(drop=True), pages=outcome.pages if first else 0,
+            requested=first, fetched=outcome.fetched if first else {})
     return result
 
 
@@ -329,8 +334,8 @@ def enrich(df: pd.DataFrame, connector: Connector, endpoint: str,
     lookup = _Lookup(connector, endpoint, dict(params), dict(fixed), batch_size,
                      separator, key, workers or min(connector.concurrency, 8), cache,
                      {"progress": False})
-    merged, stats = _combine(df, lookup, how=how, prefix=prefix, errors=errors,
-                             error_column=error_column)
+    merged, stats, _ = _combine(df, lookup, how=how, prefix=prefix, errors=errors,
+                                error_column=error_column)
     step = {"enrich": f"{connector.name}.{endpoint}", "params": dict(params),
             "how": how, **stats}
     merged.attrs["restconnect"] = merged_attrs(
@@ -348,8 +353,13 @@ def _stub(connector: str, endpoint: str, stats: Mapping[str, Any]) -> pd.DataFra
 
 
 def _combine(df: pd.DataFrame, lookup: _Lookup, *, how: How, prefix: str | None,
-             errors: str, error_column: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Run the lookups of every row of ``df`` and merge the answers onto it."""
+             errors: str, error_column: str
+             ) -> tuple[pd.DataFrame, dict[str, Any], list[_Outcome]]:
+    """Run the lookups of every row of ``df`` and merge the answers onto it.
+
+    Returns the merged frame, the counts, and the outcome of each distinct
+    lookup.
+    """
     per_row = _param_rows(df, lookup.params, "params")
     distinct = list({_identity(p): p for p in per_row if isinstance(p, dict)}.values())
     outcomes = _run_lookups(lookup, distinct) if distinct else {}
@@ -365,7 +375,7 @@ def _combine(df: pd.DataFrame, lookup: _Lookup, *, how: How, prefix: str | None,
     merged = _merge_errors(merged.drop(columns=[temp]), error_column)
     stats = _stats(lookup, distinct, outcomes, per_row)
     _warn_if_incomplete(lookup, stats, error_column)
-    return merged.reset_index(drop=True), stats
+    return merged.reset_index(drop=True), stats, list(outcomes.values())
 
 
 def _warn_if_incomplete(lookup: _Lookup, stats: Mapping[str, Any],
@@ -469,12 +479,15 @@ def fetch_children(connector: Connector, endpoint: str, *,
     Raises:
         SpecError: the endpoint has no parent, or a parent field is missing.
     """
+    from restconnect.connector import merge_params
+
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     spec = connector.endpoint(endpoint)
     if spec.parent is None:
         raise SpecError(f"endpoint {endpoint!r} declares no parent",
                         source=connector.name, path=f"endpoints.{endpoint}.parent")
     parent = spec.parent
-    params = {**(params or {}), **more_params}
+    params = merge_params("fetch_children", params, more_params)
     for_parent = dict(parent_params or {})
     parent_spec = connector.endpoint(parent.endpoint)
     for_parent_names = parent_spec.path_params + parent_spec.required
@@ -489,10 +502,23 @@ def fetch_children(connector: Connector, endpoint: str, *,
     lookup = _Lookup(connector, endpoint, mapped, params, parent.batch_size,
                      parent.separator, parent.key,
                      workers or min(connector.concurrency, 8), lookup_cache, options)
-    children, stats = _combine(keys, lookup, how="inner", prefix=None, errors="record",
-                               error_column=ERROR_COLUMN)
-    return _finish_children(children, connector, endpoint, parents, stats, limit,
-                            {**for_parent, **params})
+    children, stats, outcomes = _combine(keys, lookup, how="inner", prefix=None,
+                                         errors="record", error_column=ERROR_COLUMN)
+    children = _finish_children(children, connector, endpoint, parents, stats, limit,
+                                {**for_parent, **params})
+    children.attrs["restconnect"].update(
+        _fetch_summary(parents, [o.fetched for o in outcomes], started))
+    return children
+
+
+def _fetch_summary(parents: pd.DataFrame, children: list[Mapping[str, Any]],
+                   started: str) -> dict[str, Any]:
+    """The keys a plain fetch's attrs have, for the parent fetch and its children."""
+    kinds = sorted({str(c["pagination"]) for c in children if c.get("pagination")})
+    from_cache = sum(int(meta.get("pages_from_cache") or 0)
+                     for meta in (parents.attrs.get("restconnect", {}), *children))
+    return {"pagination": "+".join(kinds) or None, "pages_from_cache": from_cache,
+            "fetched_at": started}
 
 
 def _parent_keys(parents: pd.DataFrame, name: str, params: Mapping[str, str],
