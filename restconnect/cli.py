@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("-p", "--param", action="append", default=[],
                        metavar="NAME=VALUE", help="a parameter (repeatable)")
     fetch.add_argument("-o", "--output", help="write .csv, .parquet or .jsonl")
-    fetch.add_argument("--limit", type=positive_int, help="stop after this many records")
+    fetch.add_argument("--limit", type=positive_int,
+                       help="stop after this many records")
     fetch.add_argument("--max-pages", type=positive_int,
                        help="stop after this many pages")
     fetch.add_argument("--base-url", help="override the spec's base URL")
@@ -220,7 +221,8 @@ def positive_int(value: str) -> int:
     except ValueError:
         number = 0
     if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of 1 or more")
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a whole number of 1 or more")
     return number
 
 

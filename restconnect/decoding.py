@@ -71,7 +71,8 @@ def decode_body(content: bytes, content_type: str, *, fmt: str = "auto",
     try:
         return parse_json(content)
     except ValueError as exc:
-        raise ResponseError(_not_json_message(content, content_type, where, exc)) from None
+        message = _not_json_message(content, content_type, where, exc)
+        raise ResponseError(message) from None
 
 
 @contextmanager

@@ -18,7 +18,6 @@ and none twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -167,13 +166,6 @@ class Job(BaseModel):
     @property
     def label(self) -> str:
         return self.name or f"{Path(self.connector).stem}.{self.endpoint}"
-
-    @property
-    def job_id(self) -> str:
-        """Names the lock: one per output, so no two runs ever write it at once."""
-        material = str(Path(self.output.path).expanduser().resolve()).encode()
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(self.output.path).name)
-        return f"{safe}-{hashlib.sha256(material).hexdigest()[:16]}"
 
     # ------------------------------------------------------------ saving
 
@@ -340,7 +332,8 @@ def _run_locked(job: Job, store: StateStore) -> Summary:
             raise SpecError(
                 "an incremental run fetches only what changed, so mode 'replace' "
                 "would replace the output with those rows alone; use 'upsert' "
-                "(with a primary_key) or 'append'", source=job.label, path="output.mode")
+                "(with a primary_key) or 'append'", source=job.label,
+                path="output.mode")
         scope = str(Path(job.output.path).expanduser().resolve())
         key = state_key(store, connector, job.endpoint, job.params, scope=scope)
         output = make_output(job.output, incremental=job.incremental,
