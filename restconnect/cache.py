@@ -90,9 +90,7 @@ def restconnect_home() -> Path | None:
     if not home:
         return None
     path = Path(home).expanduser()
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    return path if path.exists() else private_dir(path)
 
 
 def cache_root() -> Path:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from restconnect.cache import restconnect_home
+from restconnect.cache import private_dir, restconnect_home
 from restconnect.exceptions import SpecError
 from restconnect.redact import redact_params
 
@@ -155,9 +155,8 @@ class StateStore:
         self.path(key, ".pending.json").unlink(missing_ok=True)
 
     def _ensure_folder(self, key: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        folder = self.path(key).parent
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.root)
+        private_dir(self.path(key).parent)
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
