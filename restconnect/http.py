@@ -40,6 +40,7 @@ from restconnect.exceptions import (
 )
 from restconnect.redact import redact_library_logs, redact_text, redact_url
 from restconnect.spec import RateLimitSpec, RetrySpec
+from restconnect.transport import Transport
 
 __all__ = ["HttpClient", "RateLimitState", "ResponseHook", "is_loopback", "user_agent",
            "with_query_param"]
@@ -176,8 +177,8 @@ class HttpClient:
         for prefix in ("http://", "https://"):
             current = self.session.get_adapter(prefix)
             if type(current) is HTTPAdapter:
-                adapter = HTTPAdapter(pool_connections=4,
-                                      pool_maxsize=max(pool_size, 10))
+                adapter = Transport(pool_connections=4,
+                                    pool_maxsize=max(pool_size, 10))
                 self.session.mount(prefix, adapter)
 
     def close(self) -> None:
@@ -366,11 +367,10 @@ class HttpClient:
         holds every input, so a changed variable is still seen at once.
         """
         session = self.session
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, str(verify), session.trust_env,
-               str(session.verify), str(session.cert),
+        key = (url.partition("://")[0], _authority(url), str(verify),
+               session.trust_env, str(session.verify), str(session.cert),
                tuple(sorted(session.proxies.items())),
-               tuple(os.environ.get(name) for name in _ENVIRONMENT_NAMES))
+               tuple(map(os.environ.get, _ENVIRONMENT_NAMES)))
         settings = self._environment_cache.get(key)
         if settings is None:
             settings = session.merge_environment_settings(url, {}, None, verify, None)
@@ -547,30 +547,47 @@ def _prepared_request(session: requests.Session,
                       request: requests.Request) -> requests.PreparedRequest:
     """The request with the session's headers, cookies and hooks merged in.
 
-    This is ``Session.prepare_request`` without its ``~/.netrc`` lookup:
-    credentials come from the connector's auth handlers only. requests would
-    add a ``.netrc`` login for the host under any handler that does not set
-    ``Authorization`` itself, an API key in the query string for one.
+    These are the steps of ``Session.prepare_request``, minus its
+    ``~/.netrc`` lookup (credentials come from the connector's auth handlers
+    only: requests would add a ``.netrc`` login for the host under any
+    handler that does not set ``Authorization`` itself, an API key in the
+    query string for one), and minus the steps that have nothing to do:
+    cookies from an empty jar, auth when none is given, empty hooks.
     """
-    headers = CaseInsensitiveDict(session.headers)
-    for name, value in (request.headers or {}).items():
-        if value is None:
-            headers.pop(name, None)
-        else:
-            headers[name] = value
-    cookies = RequestsCookieJar()
-    if len(session.cookies):
-        cookies.update(session.cookies)
+    headers: Mapping[str, Any] = session.headers
+    if request.headers:
+        headers = CaseInsensitiveDict(session.headers)
+        for name, value in request.headers.items():
+            if value is None:
+                headers.pop(name, None)
+            else:
+                headers[name] = value
     params = request.params
     if session.params:
         params = {**session.params, **dict(params or {})}
     prepared = requests.PreparedRequest()
-    prepared.prepare(method=(request.method or "GET").upper(), url=request.url,
-                     headers=headers, files=request.files, data=request.data,
-                     json=request.json, params=params,
-                     auth=request.auth or session.auth, cookies=cookies,
-                     hooks=merge_hooks(request.hooks, session.hooks))
+    prepared.prepare_method(request.method or "GET")
+    prepared.prepare_url(request.url, params)
+    prepared.prepare_headers(headers)
+    cookies = RequestsCookieJar()
+    if len(session.cookies):
+        cookies.update(session.cookies)
+        prepared.prepare_cookies(cookies)
+    else:
+        prepared._cookies = cookies
+    prepared.prepare_body(request.data, request.files, request.json)
+    auth = request.auth or session.auth
+    if auth or "@" in _authority(prepared.url or ""):
+        # A user and password in the URL are requests' Basic auth, as before.
+        prepared.prepare_auth(auth, request.url)
+    hooks = merge_hooks(request.hooks, session.hooks)
+    if any(hooks.values()):
+        prepared.prepare_hooks(hooks)
     return prepared
+
+
+def _authority(url: str) -> str:
+    return url.partition("://")[2].split("/", 1)[0]
 
 
 def body_excerpt(response: requests.Response, limit: int = _BODY_EXCERPT) -> str:

@@ -353,3 +353,16 @@ def test_cookies_the_api_sets_are_sent_back(server):
     first, second = server.requests_to("/items")
     assert "Cookie" not in first.headers
     assert second.headers["Cookie"] == "session=abc123"
+
+
+def test_requests_go_through_the_proxy_the_environment_names(server, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    server.queue("/items", Reply(body={"items": [{"id": 1}]}))
+    # Nothing listens on the API's own port: only the proxy can answer.
+    frame = make(server, base_url="http://127.0.0.1:9").fetch("items", cache=False)
+    assert frame["id"].tolist() == [1]
+    (seen,) = server.requests_to("/items")
+    assert seen.headers["Host"] == "127.0.0.1:9"
+    assert seen.headers["Authorization"] == f"Bearer {SECRET}"
