@@ -390,12 +390,9 @@ class ArrowPages:
     def _convert_batch(self, records: list[Any]) -> None:
         if set(map(type, records)) != {dict}:
             raise _Irregular("a record is not an object")
-        if len(set(map(tuple, records))) != 1:
-            raise _Irregular("records have different keys")
         page = _ArrowPage(len(records), [])
         names = list(records[0])
-        # Every record has these keys in this order, so the values line up.
-        columns = list(zip(*map(dict.values, records)))
+        columns = _columns(records, names)
         arrays = [self._convert(name, column) for name, column in zip(names, columns)]
         page.layout = self._walk(page, names, arrays, columns, "", None)
         page.order = self._order(page)
@@ -624,6 +621,19 @@ class ArrowPages:
         for records in self._pending:
             out.extend(records)
         return out
+
+
+def _columns(records: list[dict[str, Any]], names: list[str]) -> list[Sequence[Any]]:
+    """The values of each of ``names``; raises if a record has other keys."""
+    if set(map(len, records)) != {len(names)}:
+        raise _Irregular("records have different keys")
+    if len(names) < 2:
+        # itemgetter gives a bare value for one name and cannot take none.
+        return [list(map(itemgetter(name), records)) for name in names]
+    try:
+        return list(zip(*map(itemgetter(*names), records)))
+    except KeyError:
+        raise _Irregular("records have different keys") from None
 
 
 @dataclass(frozen=True)
