@@ -366,3 +366,34 @@ def test_requests_go_through_the_proxy_the_environment_names(server, monkeypatch
     (seen,) = server.requests_to("/items")
     assert seen.headers["Host"] == "127.0.0.1:9"
     assert seen.headers["Authorization"] == f"Bearer {SECRET}"
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {},
+    {"params": {}},
+    {"params": {"per_page": 100, "q": "a b&c=d", "é": "ü", "f": 1.5}},
+    {"params": {"flag": True, "skip": None, "many": ["x", "y"]}},
+    {"params": [("a", "1"), ("a", "2")]},
+    {"params": {"page": 2}, "url": "http://127.0.0.1:9/items?per_page=5#top"},
+    {"json": {"query": "{ viewer { login } }"}},
+    {"data": {"grant_type": "client_credentials"}},
+    {"headers": {"Accept": "application/json", "User-Agent": None}},
+    {"url": "http://someone:pa%20ss@127.0.0.1:9/items"},
+    {"url": "http://127.0.0.1:9/a path/ü?x=1 2"},
+])
+def test_requests_are_prepared_as_requests_prepares_them(request_kwargs):
+    from requests import Request, Session
+
+    from restconnect.http import _prepared_request
+
+    session = Session()
+    session.trust_env = False  # the reference must not read ~/.netrc either
+    session.headers["X-Session"] = "1"
+    session.cookies.set("sid", "abc", domain="127.0.0.1", path="/")
+    kwargs = {"url": "http://127.0.0.1:9/items", **request_kwargs}
+    ours = _prepared_request(session, Request("GET", **kwargs))
+    reference = session.prepare_request(Request("GET", **kwargs))
+    assert ours.url == reference.url
+    assert dict(ours.headers) == dict(reference.headers)
+    assert ours.body == reference.body
+    assert ours.hooks == reference.hooks
