@@ -710,9 +710,8 @@ def _flat_names(nodes: list[_Node], null: frozenset[str], *, top: bool) -> list[
 def _object_array(values: list[Any], missing: Any) -> Any:
     import numpy as np
 
-    array = np.empty(len(values), dtype=object)
-    for index, value in enumerate(values):
-        array[index] = value
+    # fromiter keeps each value whole, where np.array would nest the lists.
+    array = np.fromiter(values, dtype=object, count=len(values))
     if missing.any():
         array[missing] = np.nan
     return array
