@@ -91,11 +91,13 @@ class Api:
         self.token = token
         self.oauth_tokens: set[str] = set()
         self.requests = 0
-        self._cache: dict[tuple[str, str, int], bytes] = {}
+        # Bodies are shared by every auth variant; only the heads differ.
+        self._bodies: dict[tuple[str, int], tuple[bytes, str]] = {}
+        self._heads: dict[tuple[str, str, int, str], bytes] = {}
 
     def handle(self, method: str, target: str, headers: dict[str, str],
-               body: bytes) -> tuple[float, bytes]:
-        """Return (latency in seconds, full response bytes)."""
+               body: bytes) -> tuple[float, bytes | tuple[bytes, bytes]]:
+        """Return (latency in seconds, the response: bytes, or its head and body)."""
         self.requests += 1
         url = urlsplit(target)
         parts = [p for p in url.path.split("/") if p]
@@ -107,7 +109,7 @@ class Api:
         return latency, self._route(method, parts, query, headers, body)
 
     def _route(self, method: str, parts: list[str], query: dict[str, str],
-               headers: dict[str, str], body: bytes) -> bytes:
+               headers: dict[str, str], body: bytes) -> bytes | tuple[bytes, bytes]:
         if parts == ["oauth", "token"] and method == "POST":
             return self._issue_token(body, headers)
         if parts == ["health"]:
@@ -143,20 +145,30 @@ class Api:
         answer = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
         return _response(200, orjson.dumps(answer), cache="no-store")
 
-    def _page(self, auth: str, kind: str, query: dict[str, str], host: str) -> bytes:
+    def _page(self, auth: str, kind: str, query: dict[str, str],
+              host: str) -> tuple[bytes, bytes]:
         size = int(query.get("per_page") or query.get("limit") or PAGE_SIZE)
         if size != PAGE_SIZE:
             raise ValueError("only pages of 100 are served")
         page = self._page_index(kind, query)
         if not 0 <= page <= max(self.dataset.pages - 1, 0):
             raise IndexError(page)
-        key = (auth, kind, page)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._render(auth, kind, page, host)
-            if len(self._cache) < 4_000:
-                self._cache[key] = cached
-        return cached
+        body_key = (kind, page)
+        body = self._bodies.get(body_key)
+        if body is None:
+            data = self._body(kind, page)
+            body = (data, _etag(data))
+            if len(self._bodies) < 4_000:
+                self._bodies[body_key] = body
+        head_key = (auth, kind, page, host)
+        head = self._heads.get(head_key)
+        if head is None:
+            extra = [("Link", _link(host, auth, page + 1, self.dataset.pages))] \
+                if kind == "link" else []
+            head = _head(200, len(body[0]), body[1], extra=extra)
+            if len(self._heads) < 50_000:
+                self._heads[head_key] = head
+        return head, body[0]  # written one after the other: no copy of the body
 
     @staticmethod
     def _page_index(kind: str, query: dict[str, str]) -> int:
@@ -170,26 +182,23 @@ class Api:
         cursor = query.get("cursor")
         return _page_of_cursor(cursor) if cursor else 0
 
-    def _render(self, auth: str, kind: str, page: int, host: str) -> bytes:
+    def _body(self, kind: str, page: int) -> bytes:
         data = self.dataset.records_body(page)
         last = self.dataset.pages
-        extra: list[tuple[str, str]] = []
         if kind == "link":
-            body = data
-            extra.append(("Link", _link(host, auth, page + 1, last)))
-        elif kind == "cursor":
+            return data
+        if kind == "cursor":
             more = page + 1 < last
             tail = f'"{_cursor(page + 1)}"' if more else "null"
-            body = (b'{"data":' + data + b',"has_more":' + (b"true" if more else b"false")
+            flag = b"true" if more else b"false"
+            return (b'{"data":' + data + b',"has_more":' + flag
                     + b',"next_cursor":' + tail.encode() + b"}")
-        elif kind == "offset":
-            body = (b'{"total":%d,"offset":%d,"items":' % (self.dataset.records,
+        if kind == "offset":
+            return (b'{"total":%d,"offset":%d,"items":' % (self.dataset.records,
                                                            page * PAGE_SIZE)
                     + data + b"}")
-        else:
-            body = (b'{"page":%d,"total_pages":%d,"total":%d,"items":'
-                    % (page + 1, last, self.dataset.records) + data + b"}")
-        return _response(200, body, extra=extra)
+        return (b'{"page":%d,"total_pages":%d,"total":%d,"items":'
+                % (page + 1, last, self.dataset.records) + data + b"}")
 
 
 def _link(host: str, auth: str, page: int, last: int) -> str:
@@ -205,14 +214,22 @@ def _link(host: str, auth: str, page: int, last: int) -> str:
 
 def _response(status: int, body: bytes, *, extra: list[tuple[str, str]] = (),
               cache: str = "max-age=60") -> bytes:
+    return _head(status, len(body), _etag(body), extra=extra, cache=cache) + body
+
+
+def _head(status: int, length: int, etag: str, *, extra: list[tuple[str, str]] = (),
+          cache: str = "max-age=60") -> bytes:
     reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized",
               404: "Not Found"}.get(status, "Error")
-    etag = hashlib.blake2b(body, digest_size=8).hexdigest()
     lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", f'ETag: "{etag}"',
+             f"Content-Length: {length}", f'ETag: "{etag}"',
              f"Cache-Control: {cache}", "Connection: keep-alive"]
     lines += [f"{name}: {value}" for name, value in extra]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _etag(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=8).hexdigest()
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -254,11 +271,12 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._send(response)
 
-    def _send(self, response: bytes) -> None:
+    def _send(self, response: bytes | tuple[bytes, ...]) -> None:
         self.busy = False
         if self.transport is None or self.transport.is_closing():
             return
-        self.transport.write(response)
+        for chunk in response if isinstance(response, tuple) else (response,):
+            self.transport.write(chunk)
         if self.buffer:
             self._next()
 
