@@ -50,6 +50,11 @@ logger = logging.getLogger(__name__)
 _MAX_REDIRECTS = 10
 _BODY_EXCERPT = 300
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+#: Every header _parse_rate_headers reads, in lower case.
+_RATE_HEADERS = frozenset({
+    "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit",
+    "ratelimit-remaining", "ratelimit-reset", "ratelimit-limit", "ratelimit-policy",
+})
 #: The variables requests reads for proxies and CA bundles of http(s) URLs.
 _ENVIRONMENT_NAMES = (
     "http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
@@ -678,6 +683,8 @@ def _requested_wait(response: requests.Response) -> float | None:
 def _parse_rate_headers(headers: Mapping[str, str]) -> tuple[int | None, int | None,
                                                              float | None]:
     """Limit, remaining and reset time from GitHub-style or IETF headers."""
+    if _RATE_HEADERS.isdisjoint(map(str.lower, headers)):
+        return None, None, None
     limit = _int(headers.get("X-RateLimit-Limit"))
     remaining = _int(headers.get("X-RateLimit-Remaining"))
     reset = _int(headers.get("X-RateLimit-Reset"))

@@ -193,8 +193,9 @@ class LinkHeaderPaginator(Paginator):
         url = _link(page, "next")
         if not url:
             return None
-        return PageRequest(request.method, urljoin(request.url, url), {}, request.json,
-                           request.headers)
+        if not url.startswith(("https://", "http://")):
+            url = urljoin(request.url, url)
+        return PageRequest(request.method, url, {}, request.json, request.headers)
 
     def plan(self, request: PageRequest, page: Page) -> list[PageRequest] | None:
         next_url, last_url = _link(page, "next"), _link(page, "last")
