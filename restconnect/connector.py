@@ -22,6 +22,7 @@ from restconnect.decoding import decode_body, extract_records, paused_gc, search
 from restconnect.exceptions import (
     CredentialsMissing,
     HTTPStatusError,
+    PaginationError,
     ResponseError,
     RestConnectError,
     SpecError,
@@ -512,6 +513,8 @@ class Connector:
         index = 0
         while request is not None:
             guard.check(request, index, self.http._redact)
+            if index:
+                self._check_host(endpoint, first, request)
             page = self._fetch_page(endpoint, spec, request, index, cache)
             can_plan = index == 0 and workers > 1
             planned = paginator.plan(request, page) if can_plan else None
@@ -521,6 +524,8 @@ class Connector:
                 if self._should_stop(result, limit, max_pages, more=True):
                     return
                 needed = _pages_needed(planned, page, result, limit, max_pages)
+                for planned_request in planned[:needed]:
+                    self._check_host(endpoint, first, planned_request)
                 yield from self._concurrent(endpoint, spec, planned[:needed], result,
                                             limit, max_pages, cache, workers)
                 if needed < len(planned) and not result.truncated:
@@ -535,6 +540,17 @@ class Connector:
                 return
             request = following
             index += 1
+
+    def _check_host(self, endpoint: str, first: PageRequest,
+                    request: PageRequest) -> None:
+        """Refuse a next page on another host while credentials would go along."""
+        if self.http.same_origin(first.url, request.url) or \
+                not self.http.sends_credentials():
+            return
+        raise PaginationError(
+            f"{self.name}.{endpoint}: the API's next page is on another host "
+            f"({self.http._redact(request.url)}) than the first; the connector's "
+            "credentials are not sent there, so the fetch stopped")
 
     def _emit(self, page: Page, result: FetchResult, limit: int | None) -> Page:
         """Count a page, trimming its records to the limit."""
@@ -750,5 +766,5 @@ def _param_value(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
+        return ",".join(str(_param_value(v)) for v in value if v is not None)
     return value

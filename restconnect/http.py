@@ -25,10 +25,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.hooks import dispatch_hook
-from requests.sessions import merge_hooks
+from requests.sessions import merge_hooks, merge_setting
 from requests.structures import CaseInsensitiveDict
 
 from restconnect._version import __version__
@@ -50,6 +49,8 @@ logger = logging.getLogger(__name__)
 _MAX_REDIRECTS = 10
 _BODY_EXCERPT = 300
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+#: Headers that carry credentials, never sent to another host on a redirect.
+_CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 #: Every header _parse_rate_headers reads, in lower case.
 _RATE_HEADERS = frozenset({
     "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit",
@@ -169,7 +170,8 @@ class HttpClient:
         self._next_slot = 0.0
         self._environment_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.session = session or requests.Session()
-        self._mount_adapters(pool_size)
+        if session is None:  # a caller's session keeps the adapters it has
+            self._mount_adapters(pool_size)
         self.session.headers["User-Agent"] = user_agent()
         redact_library_logs()
         self.session.headers.update(headers or {})
@@ -179,15 +181,23 @@ class HttpClient:
                 prepare(self.session)
 
     def _mount_adapters(self, pool_size: int) -> None:
+        # Room for the most threads a fetch may use (connector.MAX_CONCURRENCY),
+        # whatever the connector's default: idle connections cost nothing.
         for prefix in ("http://", "https://"):
-            current = self.session.get_adapter(prefix)
-            if type(current) is HTTPAdapter:
-                adapter = Transport(pool_connections=4,
-                                    pool_maxsize=max(pool_size, 10))
-                self.session.mount(prefix, adapter)
+            self.session.mount(prefix, Transport(pool_connections=4,
+                                                 pool_maxsize=max(pool_size, 64)))
 
     def close(self) -> None:
         self.session.close()
+
+    @staticmethod
+    def same_origin(url: str, other: str) -> bool:
+        """Whether two URLs share scheme, host and port."""
+        return _origin(url) == _origin(other)
+
+    def sends_credentials(self) -> bool:
+        """Whether any of the connector's auth handlers puts credentials on requests."""
+        return any(_sends_credentials(handler) for handler in self.auth)
 
     # ------------------------------------------------------------ requests
 
@@ -216,9 +226,9 @@ class HttpClient:
                                        timeout=timeout or self.timeout, stream=stream)
 
     def _prepare(self, base: requests.Request,
-                 handlers: Sequence[requests.auth.AuthBase]
-                 ) -> requests.PreparedRequest:
-        prepared = _prepared_request(self.session, base)
+                 handlers: Sequence[requests.auth.AuthBase], *,
+                 foreign: bool = False) -> requests.PreparedRequest:
+        prepared = _prepared_request(self.session, base, foreign=foreign)
         loopback = is_loopback(prepared.url or "") if handlers else True
         for handler in handlers:
             if not loopback and _sends_credentials(handler):
@@ -316,7 +326,18 @@ class HttpClient:
         settings = {"timeout": timeout, **self._tls_settings(prepared)}
         adapter = self.session.get_adapter(prepared.url or "")
         started = time.perf_counter()
-        response = adapter.send(prepared, stream=True, **settings)
+        try:
+            response = adapter.send(prepared, stream=True, **settings)
+        except ValueError as exc:
+            if not str(exc).startswith(("Invalid header value", "Invalid header name")):
+                raise
+            # http.client quotes the value, most often a credential read with
+            # its trailing newline: say what is wrong without it.
+            raise TransportError(
+                f"{self.connector}: {prepared.method} {self._redact(prepared.url)} "
+                "was not sent: a header value holds a line break or another "
+                "character HTTP does not allow (a credential read from a file "
+                "with its newline?)") from None
         response.elapsed = timedelta(seconds=time.perf_counter() - started)
         response = dispatch_hook("response", prepared.hooks, response, stream=True,
                                  **settings)
@@ -351,7 +372,9 @@ class HttpClient:
                                   data=base.data if keep_body else None)
         if not same_origin:
             logger.debug("redirect to another host: credentials not forwarded")
-        return self._prepare(follow, handlers if same_origin else [])
+        if same_origin:
+            return self._prepare(follow, handlers)
+        return self._prepare(follow, [], foreign=True)
 
     def _tls_settings(self, prepared: requests.PreparedRequest) -> dict[str, Any]:
         # A CA bundle given to restconnect must win over REQUESTS_CA_BUNDLE and
@@ -548,8 +571,8 @@ class HttpClient:
             f"{detail}"))
 
 
-def _prepared_request(session: requests.Session,
-                      request: requests.Request) -> requests.PreparedRequest:
+def _prepared_request(session: requests.Session, request: requests.Request, *,
+                      foreign: bool = False) -> requests.PreparedRequest:
     """The request with the session's headers, cookies and hooks merged in.
 
     These are the steps of ``Session.prepare_request``, minus its
@@ -558,18 +581,20 @@ def _prepared_request(session: requests.Session,
     handler that does not set ``Authorization`` itself, an API key in the
     query string for one), and minus the steps that have nothing to do:
     cookies from an empty jar, auth when none is given, empty hooks.
+    ``foreign``: the request goes to another host than the connector's, so
+    the session's own credentials (its ``auth`` and credential headers) stay
+    behind, as requests leaves them behind on a redirect.
     """
     headers: Mapping[str, Any] = session.headers
-    if request.headers:
-        headers = CaseInsensitiveDict(session.headers)
-        for name, value in request.headers.items():
-            if value is None:
+    if request.headers or None in session.headers.values() or foreign:
+        headers = merge_setting(request.headers, session.headers,
+                                dict_class=CaseInsensitiveDict)
+        if foreign:
+            for name in _CREDENTIAL_HEADERS:
                 headers.pop(name, None)
-            else:
-                headers[name] = value
     params = request.params
     if session.params:
-        params = {**session.params, **dict(params or {})}
+        params = merge_setting(request.params, session.params)
     prepared = requests.PreparedRequest()
     prepared.prepare_method(request.method or "GET")
     prepared.prepare_url(request.url, _query_string(params))
@@ -581,7 +606,7 @@ def _prepared_request(session: requests.Session,
     else:
         prepared._cookies = cookies
     prepared.prepare_body(request.data, request.files, request.json)
-    auth = request.auth or session.auth
+    auth = request.auth or (None if foreign else session.auth)
     if auth or "@" in _authority(prepared.url or ""):
         # A user and password in the URL are requests' Basic auth, as before.
         prepared.prepare_auth(auth, request.url)

@@ -33,7 +33,7 @@ def server():
 
 
 def make(server: ScriptedServer, extra: str = "", auth: str = "bearer",
-         base_url: str | None = None):
+         base_url: str | None = None, **connect_kwargs):
     text = f"""
 name: scripted
 base_url: {base_url or server.url}
@@ -56,7 +56,7 @@ endpoints:
 """
     spec = parse_spec(text, source="scripted.yaml")
     credentials = {"token": SECRET} if auth == "bearer" else {}
-    return restconnect.connect(spec, **credentials)
+    return restconnect.connect(spec, **credentials, **connect_kwargs)
 
 
 def test_user_agent_and_auth_are_sent(server):
@@ -380,6 +380,10 @@ def test_requests_go_through_the_proxy_the_environment_names(server, monkeypatch
     {"headers": {"Accept": "application/json", "User-Agent": None}},
     {"url": "http://someone:pa%20ss@127.0.0.1:9/items"},
     {"url": "http://127.0.0.1:9/a path/ü?x=1 2"},
+    {"session": {"headers": {"Accept-Encoding": None}}},
+    {"session": {"params": {"sp": "1"}}, "params": [("a", "1"), ("a", "2")]},
+    {"session": {"params": {"sp": "1"}}, "params": "a=1&b=%20"},
+    {"session": {"params": {"sp": "1", "drop": "x"}}, "params": {"drop": None}},
 ])
 def test_requests_are_prepared_as_requests_prepares_them(request_kwargs):
     from requests import Request, Session
@@ -390,6 +394,9 @@ def test_requests_are_prepared_as_requests_prepares_them(request_kwargs):
     session.trust_env = False  # the reference must not read ~/.netrc either
     session.headers["X-Session"] = "1"
     session.cookies.set("sid", "abc", domain="127.0.0.1", path="/")
+    session_settings = request_kwargs.pop("session", {})
+    session.headers.update(session_settings.get("headers", {}))
+    session.params = session_settings.get("params", {})
     kwargs = {"url": "http://127.0.0.1:9/items", **request_kwargs}
     ours = _prepared_request(session, Request("GET", **kwargs))
     reference = session.prepare_request(Request("GET", **kwargs))
@@ -397,3 +404,88 @@ def test_requests_are_prepared_as_requests_prepares_them(request_kwargs):
     assert dict(ours.headers) == dict(reference.headers)
     assert ours.body == reference.body
     assert ours.hooks == reference.hooks
+
+
+def test_a_credential_with_a_newline_fails_without_showing_it(server):
+    spec = parse_spec(f"""
+name: scripted
+base_url: {server.url}
+auth: {{method: bearer}}
+endpoints:
+  items: {{path: /items, records: items}}
+""", source="scripted.yaml")
+    conn = restconnect.connect(spec, token=f"{SECRET}\n")
+    with pytest.raises(TransportError, match="line break") as info:
+        conn.fetch("items")
+    assert SECRET not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert server.requests_to("/items") == []
+
+
+@pytest.mark.parametrize("credential", ["auth", "header"])
+def test_a_sessions_own_credentials_stay_behind_on_a_redirect_to_another_host(
+        server, credential):
+    import requests
+
+    session = requests.Session()
+    if credential == "auth":
+        session.auth = ("someone", f"{SECRET}-session")
+    else:
+        session.headers["Authorization"] = f"Bearer {SECRET}-session"
+    other = ScriptedServer()
+    try:
+        other.queue("/landing", Reply(body={"items": [{"id": 2}]}))
+        server.queue("/items", Reply(302, b"", {
+            "Location": f"http://localhost:{other.port}/landing"}))
+        frame = make(server, auth="none", session=session).fetch("items", cache=False)
+        assert frame["id"].tolist() == [2]
+        assert "Authorization" in server.requests_to("/items")[0].headers
+        assert "Authorization" not in other.requests_to("/landing")[0].headers
+    finally:
+        other.stop()
+
+
+def test_a_next_page_on_another_host_is_not_fetched_with_credentials(server):
+    other = ScriptedServer()
+    try:
+        elsewhere = f"http://localhost:{other.port}/cursor?c=b"
+        extra = """
+  elsewhere:
+    path: /cursor
+    records: items
+    pagination: {kind: next_url, next_url_path: next_url}
+"""
+        server.queue("/cursor", Reply(body={"items": [{"id": 1}],
+                                            "next_url": elsewhere}))
+        with pytest.raises(PaginationError, match="another host"):
+            make(server, extra).fetch("elsewhere", cache=False)
+        assert other.requests_to("/cursor") == []
+    finally:
+        other.stop()
+
+
+def test_a_callers_session_keeps_its_adapters(server):
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=3, pool_maxsize=50)
+    session.mount("http://", adapter)
+    server.queue("/items", Reply(body={"items": [{"id": 1}]}))
+    make(server, session=session).fetch("items", cache=False)
+    assert session.get_adapter("http://127.0.0.1/") is adapter
+
+
+def test_the_connection_pool_has_room_for_the_most_threads_a_fetch_may_use(server):
+    from restconnect.connector import MAX_CONCURRENCY
+
+    adapter = make(server).http.session.get_adapter(server.url)
+    assert adapter.poolmanager.connection_pool_kw["maxsize"] >= MAX_CONCURRENCY
+
+
+def test_query_values_are_sent_as_the_spec_docs_say(server):
+    server.queue("/items", Reply(body={"items": [{"id": 1}]}))
+    make(server).fetch("items", cache=False, ids=[1, None, 2], flags=(True, False),
+                       on=True, gone=None)
+    (seen,) = server.requests_to("/items")
+    assert seen.query == {"ids": "1,2", "flags": "true,false", "on": "true"}
