@@ -290,6 +290,12 @@ class ConnectorSpec(_Model):
     # Set by the loader, not by the YAML file.
     source: str | None = Field(None, exclude=True)
 
+    def __repr_args__(self) -> Any:
+        from restconnect.redact import redact_url
+
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "base_url" else value
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:

@@ -231,3 +231,19 @@ def test_the_repeated_key_check_follows_aliases_once():
 
     data = read_yaml_mapping(None, text="a: &x [1, *x]\nb: *x\n", source="s.yaml")
     assert data["a"][0] == 1 and data["a"][1] is data["a"] and data["b"] is data["a"]
+
+
+def test_a_password_in_the_base_url_is_masked_in_the_specs_repr():
+    from restconnect.spec import parse_spec
+
+    secret = "pw-" + "7f3e9a1c"
+    spec = parse_spec(f"""
+name: x
+base_url: http://someone:{secret}@127.0.0.1:9/v1
+auth: {{method: none}}
+endpoints:
+  e: {{path: /e}}
+""", source="x.yaml")
+    assert secret in spec.base_url  # the value itself is kept for sending
+    assert secret not in repr(spec) and secret not in str(spec)
+    assert "127.0.0.1:9/v1" in repr(spec)
