@@ -510,11 +510,13 @@ class Connector:
         first = self.build_request(endpoint, params)
         request: PageRequest | None = paginator.first(first)
         guard = RepeatGuard(f"{self.name}.{endpoint}")
+        # Where credentials may go; None when the connector sends none.
+        home = self.http.origin(first.url) if self.http.sends_credentials() else None
         index = 0
         while request is not None:
             guard.check(request, index, self.http._redact)
             if index:
-                self._check_host(endpoint, first, request)
+                self._check_host(endpoint, home, request)
             page = self._fetch_page(endpoint, spec, request, index, cache)
             can_plan = index == 0 and workers > 1
             planned = paginator.plan(request, page) if can_plan else None
@@ -525,7 +527,7 @@ class Connector:
                     return
                 needed = _pages_needed(planned, page, result, limit, max_pages)
                 for planned_request in planned[:needed]:
-                    self._check_host(endpoint, first, planned_request)
+                    self._check_host(endpoint, home, planned_request)
                 yield from self._concurrent(endpoint, spec, planned[:needed], result,
                                             limit, max_pages, cache, workers)
                 if needed < len(planned) and not result.truncated:
@@ -541,11 +543,9 @@ class Connector:
             request = following
             index += 1
 
-    def _check_host(self, endpoint: str, first: PageRequest,
-                    request: PageRequest) -> None:
-        """Refuse a next page on another host while credentials would go along."""
-        if self.http.same_origin(first.url, request.url) or \
-                not self.http.sends_credentials():
+    def _check_host(self, endpoint: str, home: Any, request: PageRequest) -> None:
+        """Refuse a next page off ``home``, the first page's origin (None: anywhere)."""
+        if home is None or self.http.origin(request.url) == home:
             return
         raise PaginationError(
             f"{self.name}.{endpoint}: the API's next page is on another host "

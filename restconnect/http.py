@@ -39,7 +39,7 @@ from restconnect.exceptions import (
 )
 from restconnect.redact import redact_library_logs, redact_text, redact_url
 from restconnect.spec import RateLimitSpec, RetrySpec
-from restconnect.transport import Transport
+from restconnect.transport import Transport, authority
 
 __all__ = ["HttpClient", "RateLimitState", "ResponseHook", "is_loopback", "user_agent",
            "with_query_param"]
@@ -191,9 +191,9 @@ class HttpClient:
         self.session.close()
 
     @staticmethod
-    def same_origin(url: str, other: str) -> bool:
-        """Whether two URLs share scheme, host and port."""
-        return _origin(url) == _origin(other)
+    def origin(url: str) -> tuple[str, str, int | None]:
+        """Scheme, host and port of a URL, the port filled in from the scheme."""
+        return _origin(url)
 
     def sends_credentials(self) -> bool:
         """Whether any of the connector's auth handlers puts credentials on requests."""
@@ -395,7 +395,7 @@ class HttpClient:
         holds every input, so a changed variable is still seen at once.
         """
         session = self.session
-        key = (url.partition("://")[0], _authority(url), str(verify),
+        key = (url.partition("://")[0], authority(url), str(verify),
                session.trust_env, str(session.verify), str(session.cert),
                tuple(sorted(session.proxies.items())),
                tuple(map(os.environ.get, _ENVIRONMENT_NAMES)))
@@ -607,7 +607,7 @@ def _prepared_request(session: requests.Session, request: requests.Request, *,
         prepared._cookies = cookies
     prepared.prepare_body(request.data, request.files, request.json)
     auth = request.auth or (None if foreign else session.auth)
-    if auth or "@" in _authority(prepared.url or ""):
+    if auth or "@" in authority(prepared.url or ""):
         # A user and password in the URL are requests' Basic auth, as before.
         prepared.prepare_auth(auth, request.url)
     hooks = merge_hooks(request.hooks, session.hooks)
@@ -630,10 +630,6 @@ def _query_string(params: Any) -> Any:
                                     for k, v in params.items()):
         return urlencode(params)
     return params
-
-
-def _authority(url: str) -> str:
-    return url.partition("://")[2].split("/", 1)[0]
 
 
 def body_excerpt(response: requests.Response, limit: int = _BODY_EXCERPT) -> str:

@@ -20,7 +20,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "authority"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +87,14 @@ class Transport(HTTPAdapter):
         super().close()
 
 
+def authority(url: str) -> str:
+    """The ``user@host:port`` part of an absolute URL, as written."""
+    rest = url.partition("://")[2]
+    return rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+
+
 def _origin(url: Any) -> tuple[str, str]:
     """The scheme and ``host:port`` of a prepared URL, without any user info."""
     if isinstance(url, bytes):
         url = url.decode("utf-8")
-    scheme, _, rest = url.partition("://")
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    return scheme.lower(), authority.rpartition("@")[2]
+    return url.partition("://")[0].lower(), authority(url).rpartition("@")[2]
