@@ -28,7 +28,7 @@ from restconnect.exceptions import (
     SpecError,
 )
 from restconnect.frames import FrameBuilder, FrameOptions
-from restconnect.http import HttpClient
+from restconnect.http import HttpClient, PendingResponse
 from restconnect.pagination import Page, PageRequest, RepeatGuard, make_paginator
 from restconnect.redact import redact_params, redact_url, register_secret
 from restconnect.secret import Secret
@@ -513,35 +513,76 @@ class Connector:
         # Where credentials may go; None when the connector sends none.
         home = self.http.origin(first.url) if self.http.sends_credentials() else None
         index = 0
-        while request is not None:
-            guard.check(request, index, self.http._redact)
-            if index:
-                self._check_host(endpoint, home, request)
-            page = self._fetch_page(endpoint, spec, request, index, cache)
-            can_plan = index == 0 and workers > 1
-            planned = paginator.plan(request, page) if can_plan else None
-            if planned:
+        ahead: PendingResponse | None = None  # the next page's request, already sent
+        try:
+            while request is not None:
+                if ahead is None:  # a request sent ahead was checked before it went
+                    guard.check(request, index, self.http._redact)
+                    if index:
+                        self._check_host(endpoint, home, request)
+                response, action = self._send_page(endpoint, spec, request, cache,
+                                                   ahead=ahead)
+                ahead = None
+                can_plan = index == 0 and workers > 1
+                following = None
+                if not can_plan and not paginator.reads_body and action is None:
+                    # The next request is in the headers: send it before decoding.
+                    headers_only = Page(index, request, response, None, [])
+                    following = paginator.next(request, headers_only)
+                    if following is not None and limit is None and \
+                            (max_pages is None or index + 1 < max_pages):
+                        ahead = self._send_ahead(endpoint, spec, following, cache,
+                                                 guard, home, index + 1)
+                page = self._page(endpoint, spec, request, index, response, action)
+                planned = paginator.plan(request, page) if can_plan else None
+                if planned:
+                    result.pagination = paginator.chosen_kind
+                    yield self._emit(page, result, limit)
+                    if self._should_stop(result, limit, max_pages, more=True):
+                        return
+                    needed = _pages_needed(planned, page, result, limit, max_pages)
+                    for planned_request in planned[:needed]:
+                        self._check_host(endpoint, home, planned_request)
+                    yield from self._concurrent(endpoint, spec, planned[:needed],
+                                                result, limit, max_pages, cache,
+                                                workers)
+                    if needed < len(planned) and not result.truncated:
+                        result.truncated = True
+                        result.truncated_reason = (f"max_pages={max_pages}"
+                                                   if max_pages else f"limit={limit}")
+                    return
+                if following is None:
+                    following = paginator.next(request, page)
                 result.pagination = paginator.chosen_kind
                 yield self._emit(page, result, limit)
-                if self._should_stop(result, limit, max_pages, more=True):
+                if self._should_stop(result, limit, max_pages,
+                                     more=following is not None):
                     return
-                needed = _pages_needed(planned, page, result, limit, max_pages)
-                for planned_request in planned[:needed]:
-                    self._check_host(endpoint, home, planned_request)
-                yield from self._concurrent(endpoint, spec, planned[:needed], result,
-                                            limit, max_pages, cache, workers)
-                if needed < len(planned) and not result.truncated:
-                    result.truncated = True
-                    result.truncated_reason = (f"max_pages={max_pages}" if max_pages
-                                               else f"limit={limit}")
-                return
-            following = paginator.next(request, page)
-            result.pagination = paginator.chosen_kind
-            yield self._emit(page, result, limit)
-            if self._should_stop(result, limit, max_pages, more=following is not None):
-                return
-            request = following
-            index += 1
+                request = following
+                index += 1
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    def _send_ahead(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
+                    cache: Any, guard: RepeatGuard, home: Any,
+                    index: int) -> PendingResponse | None:
+        """Send a page's request now, if it passes the checks every page passes.
+
+        A request that fails them is not sent; the fetch reaches it in turn
+        and raises there, after the pages before it.
+        """
+        if request.method != "GET" or request.json is not None:
+            return None
+        try:
+            self._check_host(endpoint, home, request)
+            guard.check(request, index, self.http._redact)
+        except PaginationError:
+            return None
+        return self.http.send_ahead(request.url, params=request.params or None,
+                                    headers=request.headers, endpoint=endpoint,
+                                    cache=self._cache_policy(spec, cache),
+                                    accept_statuses=_accepted(spec))
 
     def _check_host(self, endpoint: str, home: Any, request: PageRequest) -> None:
         """Refuse a next page off ``home``, the first page's origin (None: anywhere)."""
@@ -608,8 +649,13 @@ class Connector:
 
     def _fetch_page(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
                     index: int, cache: Any) -> Page:
-        where = f"{self.name}.{endpoint}"
         response, action = self._send_page(endpoint, spec, request, cache)
+        return self._page(endpoint, spec, request, index, response, action)
+
+    def _page(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
+              index: int, response: requests.Response, action: Any) -> Page:
+        """Decode a page's response and find its records."""
+        where = f"{self.name}.{endpoint}"
         if action is not None:
             body = self._apply_action(action, response, request, where)
         else:
@@ -622,17 +668,24 @@ class Connector:
                     from_cache=bool(getattr(response, "from_cache", False)))
 
     def _send_page(self, endpoint: str, spec: EndpointSpec, request: PageRequest,
-                   cache: Any) -> tuple[requests.Response, Any]:
-        """Send a page request, repeating it while a ``retry`` action matches."""
+                   cache: Any, ahead: PendingResponse | None = None
+                   ) -> tuple[requests.Response, Any]:
+        """Send a page request, repeating it while a ``retry`` action matches.
+
+        ``ahead`` is the same request, already sent by :meth:`_send_ahead`.
+        """
         cache = self._cache_policy(spec, cache)
-        accept = tuple(a.status for a in spec.response_actions if a.status)
+        accept = _accepted(spec)
         retry = self.spec.retry
         attempt = 1
         while True:
-            response = self.http.request(
-                request.method, request.url, params=request.params or None,
-                json=request.json, headers=request.headers, endpoint=endpoint,
-                cache=cache if attempt == 1 else False, accept_statuses=accept)
+            if ahead is not None:
+                response, ahead = ahead.result(), None
+            else:
+                response = self.http.request(
+                    request.method, request.url, params=request.params or None,
+                    json=request.json, headers=request.headers, endpoint=endpoint,
+                    cache=cache if attempt == 1 else False, accept_statuses=accept)
             action = _matching_action(spec, response)
             if action is None or action.action != "retry" or attempt == retry.attempts:
                 return response, action
@@ -726,6 +779,11 @@ def _pages_needed(planned: list[PageRequest], first: Page, result: FetchResult,
 
 # Pagination settings that mean the same whatever the kind.
 _SHARED_PAGINATION = frozenset({"page_size", "concurrency", "max_pages", "location"})
+
+
+def _accepted(spec: EndpointSpec) -> tuple[int, ...]:
+    """Error statuses a response action handles, so they are not raised."""
+    return tuple(a.status for a in spec.response_actions if a.status)
 
 
 def _matching_action(spec: EndpointSpec, response: requests.Response) -> Any:

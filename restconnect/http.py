@@ -39,10 +39,10 @@ from restconnect.exceptions import (
 )
 from restconnect.redact import redact_library_logs, redact_text, redact_url
 from restconnect.spec import RateLimitSpec, RetrySpec
-from restconnect.transport import Transport, authority
+from restconnect.transport import SentRequest, Transport, authority
 
-__all__ = ["HttpClient", "RateLimitState", "ResponseHook", "is_loopback", "user_agent",
-           "with_query_param"]
+__all__ = ["HttpClient", "PendingResponse", "RateLimitState", "ResponseHook",
+           "is_loopback", "user_agent", "with_query_param"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,44 @@ class RateLimitState:
         reset = (datetime.fromtimestamp(self.reset_at, timezone.utc).isoformat()
                  if self.reset_at else None)
         return {"limit": self.limit, "remaining": self.remaining, "reset_at": reset}
+
+
+class PendingResponse:
+    """A GET sent before its response is needed; :meth:`result` waits for it.
+
+    :meth:`HttpClient.send_ahead` makes one. Whatever went wrong while
+    sending (a refused credential, a used-up quota) is raised by
+    :meth:`result`, where the response is wanted.
+    """
+
+    def __init__(self, finish: Callable[[], requests.Response],
+                 abandon: Callable[[], None] = lambda: None):
+        self._finish = finish
+        self._abandon = abandon
+        self._open = True
+
+    def result(self) -> requests.Response:
+        """The final response, with every rule of :meth:`HttpClient.request`."""
+        if not self._open:
+            raise RuntimeError("this response was already read or cancelled")
+        self._open = False
+        return self._finish()
+
+    def cancel(self) -> None:
+        """Drop the request: its connection is closed unless already answered."""
+        if self._open:
+            self._open = False
+            self._abandon()
+
+
+@dataclass
+class _Attempt:
+    """One try of a request: what was sent, or what the cache answered."""
+
+    prepared: requests.PreparedRequest
+    cached: requests.Response | None = None
+    sent: SentRequest | None = None
+    settings: dict[str, Any] | None = None
 
 
 @dataclass
@@ -225,6 +263,36 @@ class HttpClient:
                                        accept=frozenset(accept_statuses),
                                        timeout=timeout or self.timeout, stream=stream)
 
+    def send_ahead(self, url: str, *, params: Any = None,
+                   headers: Mapping[str, str] | None = None,
+                   endpoint: str | None = None, cache: Any = None,
+                   accept_statuses: Iterable[int] = ()) -> PendingResponse:
+        """Send a GET now and read its response when :meth:`~PendingResponse.result`
+        is called, as :meth:`request` would return it.
+
+        The request goes out at once on a kept-alive connection, so the
+        server prepares the answer while the caller does something else; a
+        request that cannot go that way (through a proxy, or with no open
+        connection) is sent when the result is asked for.
+        """
+        base = requests.Request("GET", url, params=params, headers=dict(headers or {}))
+        timeout = self.timeout
+        try:
+            first = self._attempt(base, self.auth, endpoint, cache, early=timeout)
+        except Exception as exc:  # raised where the response is wanted
+            return PendingResponse(functools.partial(_reraise, exc))
+
+        def finish() -> requests.Response:
+            return self._send_with_retries(
+                base, self.auth, endpoint=endpoint, cache=cache,
+                accept=frozenset(accept_statuses), timeout=timeout, stream=False,
+                first=first)
+
+        def abandon() -> None:
+            if first.sent is not None:
+                Transport.discard(first.sent)
+        return PendingResponse(finish, abandon)
+
     def _prepare(self, base: requests.Request,
                  handlers: Sequence[requests.auth.AuthBase], *,
                  foreign: bool = False) -> requests.PreparedRequest:
@@ -236,25 +304,53 @@ class HttpClient:
             prepared = handler(prepared)
         return prepared
 
+    def _attempt(self, base: requests.Request,
+                 handlers: Sequence[requests.auth.AuthBase], endpoint: str | None,
+                 cache: Any, *, early: float | None = None) -> _Attempt:
+        """Prepare one try, ask the cache, wait for the pace; with ``early``
+        (a timeout), also write the request if an open connection allows."""
+        prepared = self._prepare(base, handlers)
+        if self.cache is not None and prepared.method in ("GET", "HEAD"):
+            cached = self.cache.before_send(prepared, cache)
+            if cached is not None:
+                self.stats.add("from_cache")
+                return _Attempt(prepared, cached=cached)
+        self._pace(endpoint)
+        if early is None:
+            return _Attempt(prepared)
+        adapter = self.session.get_adapter(prepared.url or "")
+        settings = {"timeout": early, **self._tls_settings(prepared)}
+        if not isinstance(adapter, Transport) or settings["proxies"]:
+            return _Attempt(prepared, settings=settings)
+        try:
+            sent = adapter.send_early(prepared, timeout=early,
+                                      verify=settings["verify"], cert=settings["cert"])
+        except Exception as exc:  # the usual way sends it again and says what is wrong
+            logger.debug("%s: not sent ahead: %s", self.connector, type(exc).__name__)
+            sent = None
+        return _Attempt(prepared, sent=sent, settings=settings)
+
     def _send_with_retries(self, base: requests.Request,
                            handlers: Sequence[requests.auth.AuthBase], *,
                            endpoint: str | None, cache: Any, accept: frozenset[int],
-                           timeout: float, stream: bool) -> requests.Response:
+                           timeout: float, stream: bool,
+                           first: _Attempt | None = None) -> requests.Response:
         attempt = 0
         reauthenticated = False
         rotations = 0
         while True:
             attempt += 1
-            prepared = self._prepare(base, handlers)
-            if self.cache is not None and prepared.method in ("GET", "HEAD"):
-                cached = self.cache.before_send(prepared, cache)
-                if cached is not None:
-                    self.stats.add("from_cache")
-                    return cached
-            self._pace(endpoint)
+            if first is None:
+                this = self._attempt(base, handlers, endpoint, cache)
+            else:
+                this, first = first, None
+            prepared = this.prepared
+            if this.cached is not None:
+                return this.cached
             try:
                 response = self._send_following_redirects(
-                    prepared, base, handlers, timeout=timeout, stream=stream)
+                    prepared, base, handlers, timeout=timeout, stream=stream,
+                    early=this)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 # A refused TLS handshake fails the same way every time.
                 tls = isinstance(exc, requests.exceptions.SSLError)
@@ -294,12 +390,16 @@ class HttpClient:
     def _send_following_redirects(self, prepared: requests.PreparedRequest,
                                   base: requests.Request,
                                   handlers: Sequence[requests.auth.AuthBase], *,
-                                  timeout: float, stream: bool) -> requests.Response:
+                                  timeout: float, stream: bool,
+                                  early: _Attempt | None = None) -> requests.Response:
         origin = _origin(prepared.url or "")
-        started = time.perf_counter()
+        started = time.perf_counter() if early is None or early.sent is None else \
+            early.sent.started
         for _ in range(_MAX_REDIRECTS + 1):
             self.stats.add("sent")
-            response = self._transmit(prepared, timeout=timeout, stream=stream)
+            response = self._transmit(prepared, timeout=timeout, stream=stream,
+                                      early=early)
+            early = None
             elapsed = (time.perf_counter() - started) * 1000
             if logger.isEnabledFor(logging.DEBUG):  # the redaction costs, logged or not
                 logger.debug("%s %s -> %s (%.0f ms)", prepared.method,
@@ -314,20 +414,28 @@ class HttpClient:
                              f"for {self._redact(base.url)}")
 
     def _transmit(self, prepared: requests.PreparedRequest, *, timeout: float,
-                  stream: bool) -> requests.Response:
+                  stream: bool, early: _Attempt | None = None) -> requests.Response:
         """Send one request through the session's adapter; no redirect is followed.
 
         This is what ``Session.send`` does for one hop (response hooks, cookies
         into the session's jar, the elapsed time), minus its proxy lookup,
         which :meth:`_tls_settings` has already made, and with the body read
         in one call instead of in 10 KB chunks, which costs a third of the
-        time spent in requests for a page of about 100 KB.
+        time spent in requests for a page of about 100 KB. ``early`` is a try
+        whose request may already be on the wire (:meth:`send_ahead`).
         """
-        settings = {"timeout": timeout, **self._tls_settings(prepared)}
+        if early is not None and early.settings is not None:
+            settings = early.settings
+        else:
+            settings = {"timeout": timeout, **self._tls_settings(prepared)}
         adapter = self.session.get_adapter(prepared.url or "")
         started = time.perf_counter()
         try:
-            response = adapter.send(prepared, stream=True, **settings)
+            if early is not None and early.sent is not None:
+                started = early.sent.started
+                response = self._receive_early(adapter, early.sent, prepared, settings)
+            else:
+                response = adapter.send(prepared, stream=True, **settings)
         except ValueError as exc:
             if not str(exc).startswith(("Invalid header value", "Invalid header name")):
                 raise
@@ -347,6 +455,23 @@ class HttpClient:
         if not stream and response._content is False:  # not read yet
             response._content = b"".join(response.iter_content(chunk_size=None))
         return response
+
+    @staticmethod
+    def _receive_early(adapter: Transport, sent: SentRequest,
+                       prepared: requests.PreparedRequest,
+                       settings: dict[str, Any]) -> requests.Response:
+        """The answer to a request sent ahead, or to the same request sent anew
+        when the server had closed the kept-alive connection it went out on."""
+        try:
+            return adapter.receive(sent)
+        except requests.exceptions.SSLError:
+            raise
+        except requests.ConnectionError as exc:
+            # A server may close an idle connection just as a request goes out;
+            # a GET is safe to send again (RFC 9110, section 9.2.2).
+            logger.debug("connection closed under a request sent ahead (%s); sending "
+                         "it again", type(exc.__cause__ or exc).__name__)
+            return adapter.send(prepared, stream=True, **settings)
 
     def _redirected(self, prepared: requests.PreparedRequest,
                     response: requests.Response,
@@ -630,6 +755,10 @@ def _query_string(params: Any) -> Any:
                                     for k, v in params.items()):
         return urlencode(params)
     return params
+
+
+def _reraise(error: Exception) -> requests.Response:
+    raise error
 
 
 def body_excerpt(response: requests.Response, limit: int = _BODY_EXCERPT) -> str:

@@ -105,6 +105,10 @@ class Paginator:
     """
 
     kind: ClassVar[str] = ""
+    #: Whether :meth:`next` reads the page's body or records. A paginator
+    #: that reads only the response's headers sets this False, and the next
+    #: request then goes out before the page is decoded.
+    reads_body: ClassVar[bool] = True
 
     def __init__(self, spec: PaginationSpec):
         self.spec = spec
@@ -185,6 +189,7 @@ class LinkHeaderPaginator(Paginator):
     """
 
     kind = "link_header"
+    reads_body = False
 
     def default_size_param(self) -> str | None:
         return "per_page"
@@ -383,6 +388,10 @@ class AutoPaginator(Paginator):
     @property
     def chosen_kind(self) -> str:
         return self._chosen.kind if self._chosen else "auto"
+
+    @property  # type: ignore[override]
+    def reads_body(self) -> bool:
+        return self._chosen is None or self._chosen.reads_body
 
     def next(self, request: PageRequest, page: Page) -> PageRequest | None:
         if self._chosen is None:

@@ -7,25 +7,46 @@ which together cost a page of a nearby API about 5% of its time in the HTTP
 stack. The pool is still the one requests would choose, with its TLS
 settings; urllib3 still sends, and requests still turns urllib3's errors
 into its own.
+
+It can also split a request in two: :meth:`Transport.send_early` writes a
+GET to an open kept-alive connection and returns at once, and
+:meth:`Transport.receive` reads the answer later, so a caller can do other
+work while the server prepares it.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
+import ssl
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ConnectionError, ReadTimeout, SSLError
 from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-__all__ = ["Transport", "authority"]
+__all__ = ["SentRequest", "Transport", "authority"]
 
 logger = logging.getLogger(__name__)
 
 #: Origins and TLS settings remembered per adapter; an API client meets few.
 _MAX_CONTEXTS = 64
+
+
+@dataclass
+class SentRequest:
+    """A request written to a connection whose response is not read yet."""
+
+    request: requests.PreparedRequest
+    pool: Any
+    connection: Any
+    timeout: float | None
+    started: float
 
 
 class Transport(HTTPAdapter):
@@ -82,9 +103,85 @@ class Transport(HTTPAdapter):
         response.connection = self
         return response
 
+    def send_early(self, request: requests.PreparedRequest, *,
+                   timeout: float | None, verify: Any = True,
+                   cert: Any = None) -> SentRequest | None:
+        """Write a request without a body to an open connection; don't wait.
+
+        Returns None, having sent nothing, when the pool has no open
+        connection to reuse: the request then goes the usual way, through
+        :meth:`send`. Proxies are the caller's to rule out.
+        """
+        if request.body is not None:
+            return None
+        pool = self.get_connection_with_tls_context(request, verify, cert=cert)
+        take, give_back = getattr(pool, "_get_conn", None), getattr(pool, "_put_conn",
+                                                                    None)
+        if take is None or give_back is None:
+            return None
+        self.cert_verify(pool, request.url, verify, cert)
+        connection = take()
+        if connection.is_closed or getattr(connection, "proxy", None):
+            give_back(connection)
+            return None
+
+        started = time.perf_counter()
+        try:
+            connection.request(request.method, self.request_url(request, None),
+                               body=None, headers=request.headers, chunked=False,
+                               preload_content=False, decode_content=False)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may have closed after answering early; reading says.
+            pass
+        except BaseException:
+            connection.close()
+            give_back(None)
+            raise
+        return SentRequest(request, pool, connection, timeout, started)
+
+    def receive(self, sent: SentRequest) -> requests.Response:
+        """The response to a request :meth:`send_early` wrote, body not read.
+
+        Errors are requests' own, as :meth:`send` raises them.
+        """
+        connection, pool = sent.connection, sent.pool
+        try:
+            connection.timeout = sent.timeout
+            raw = connection.getresponse()
+        except BaseException as exc:
+            connection.close()
+            pool._put_conn(None)
+            if isinstance(exc, (OSError, http.client.HTTPException)):
+                raise _requests_error(exc, sent) from exc
+            raise
+        raw.retries = self.max_retries
+        raw._connection = connection
+        raw._pool = pool
+        return self.build_response(sent.request, raw)
+
+    @staticmethod
+    def discard(sent: SentRequest) -> None:
+        """Give up on a response :meth:`send_early` asked for: close its connection."""
+        sent.connection.close()
+        sent.pool._put_conn(None)
+
     def close(self) -> None:
         self._contexts.clear()
         super().close()
+
+
+def _requests_error(error: BaseException, sent: SentRequest) -> Exception:
+    """The exception requests raises for ``error`` met reading a response."""
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    request = sent.request
+    if isinstance(error, TimeoutError):
+        reason = ReadTimeoutError(sent.pool, request.url,
+                                  f"Read timed out. (read timeout={sent.timeout})")
+        return ReadTimeout(reason, request=request)
+    if isinstance(error, ssl.SSLError):
+        return SSLError(error, request=request)
+    return ConnectionError(ProtocolError("Connection aborted.", error), request=request)
 
 
 def authority(url: str) -> str:

@@ -33,6 +33,7 @@ auth:
 retry: {{attempts: 1}}
 endpoints:
   whoami: {{path: /whoami, records: "@", pagination: {{kind: none}}}}
+  linked: {{path: /linked, pagination: {{kind: link_header}}}}
 """
 
 
@@ -61,6 +62,29 @@ def test_good_certificate_succeeds_despite_the_environment_bundle(mtls_server):
                   ca_bundle=mtls_server.ca_file) as conn:
         frame = conn.fetch("whoami")
     assert frame.loc[0, "subject.commonName"] == "good-client"
+
+
+def test_link_pages_sent_ahead_keep_the_certificate_and_the_connection(mtls_server,
+                                                                       monkeypatch):
+    from restconnect.transport import Transport
+
+    received = []
+    receive = Transport.receive
+
+    def counting(self, sent):
+        received.append(sent.request.url)
+        return receive(self, sent)
+    monkeypatch.setattr(Transport, "receive", counting)
+
+    with _connect(mtls_server, client_cert=mtls_server.client_cert,
+                  client_key=mtls_server.client_key,
+                  ca_bundle=mtls_server.ca_file) as conn:
+        frame = conn.fetch("linked", cache=False, concurrency=1)
+
+    assert frame["id"].tolist() == [10, 11, 20, 21, 30, 31]
+    assert set(frame["client"]) == {"good-client"}
+    assert frame["port"].nunique() == 1  # one TLS connection for every page
+    assert [url.rpartition("=")[2] for url in received] == ["2", "3"]  # sent ahead
 
 
 def test_the_environment_really_overrides_a_session_verify(mtls_server):

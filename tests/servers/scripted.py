@@ -23,6 +23,11 @@ class Reply:
     body: Any = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    #: Close the connection after answering, without a ``Connection: close``.
+    close: bool = False
+    #: Close the connection instead of answering, as a server timing out an
+    #: idle kept-alive connection does just as a request arrives.
+    drop: bool = False
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -39,6 +44,8 @@ class Seen:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    #: The client's (host, port): one per connection it opened.
+    client: tuple[str, int] = ("", 0)
 
 
 class ScriptedServer:
@@ -62,8 +69,12 @@ class ScriptedServer:
                 parts = urlsplit(self.path)
                 server._record(Seen(self.command, parts.path,
                                     dict(parse_qsl(parts.query, keep_blank_values=True)),
-                                    dict(self.headers), body))
+                                    dict(self.headers), body,
+                                    self.client_address[:2]))
                 reply = server._next(parts.path)
+                if reply.drop:
+                    self.close_connection = True
+                    return
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = reply.payload()
@@ -74,6 +85,8 @@ class ScriptedServer:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+                if reply.close:
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _answer
 

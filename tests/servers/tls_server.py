@@ -9,6 +9,8 @@ Routes:
     ``/whoami``   the client certificate's subject, as JSON.
     ``/basic``    HTTP Basic check against ``user`` / ``password``.
     ``/records``  a small JSON list, for fetching through a spec.
+    ``/linked``   three pages of a JSON list with ``Link: rel="next"`` headers;
+                  each record names the client certificate and the connection.
     ``/open-banking/v3.1/aisp/accounts``  two pages shaped as the UK Open
                   Banking specification shows them, behind a bearer token.
 """
@@ -47,6 +49,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._basic()
         elif self.path.startswith(OB_PREFIX):
             self._accounts()
+        elif self.path.startswith("/linked"):
+            self._linked()
         elif self.path.startswith("/records"):
             rows = [{"id": i, "name": f"row {i}"} for i in range(3)]
             self._send(200, {"records": rows})
@@ -73,6 +77,18 @@ class _Handler(BaseHTTPRequestHandler):
                                   "Name": "Mr Kevin"}]} for ident in first_ids]
         self._send(200, {"Data": {"Account": accounts}, "Links": links,
                          "Meta": {"TotalPages": 2}})
+
+    def _linked(self) -> None:
+        number = int(self.path.partition("page=")[2] or 1)
+        peer = self.connection.getpeercert()
+        subject = dict(item[0] for item in peer["subject"]) if peer else {}
+        rows = [{"id": number * 10 + i, "client": subject.get("commonName"),
+                 "port": self.client_address[1]} for i in range(2)]
+        headers = {}
+        if number < 3:
+            url = f"https://{self.headers.get('Host')}/linked?page={number + 1}"
+            headers["Link"] = f'<{url}>; rel="next"'
+        self._send(200, rows, headers)
 
     def _basic(self) -> None:
         expected = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
