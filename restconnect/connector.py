@@ -29,7 +29,13 @@ from restconnect.exceptions import (
 )
 from restconnect.frames import FrameBuilder, FrameOptions
 from restconnect.http import HttpClient, PendingResponse
-from restconnect.pagination import Page, PageRequest, RepeatGuard, make_paginator
+from restconnect.pagination import (
+    Page,
+    PageRequest,
+    RepeatGuard,
+    make_paginator,
+    reads_body,
+)
 from restconnect.redact import redact_params, redact_url, register_secret
 from restconnect.secret import Secret
 from restconnect.spec import (
@@ -525,7 +531,7 @@ class Connector:
                 ahead = None
                 can_plan = index == 0 and workers > 1
                 following = None
-                if not can_plan and not paginator.reads_body and action is None:
+                if not can_plan and action is None and not reads_body(paginator):
                     # The next request is in the headers: send it before decoding.
                     headers_only = Page(index, request, response, None, [])
                     following = paginator.next(request, headers_only)

@@ -26,6 +26,7 @@ __all__ = [
     "Paginator",
     "available_paginators",
     "make_paginator",
+    "reads_body",
     "register_paginator",
 ]
 
@@ -107,7 +108,9 @@ class Paginator:
     kind: ClassVar[str] = ""
     #: Whether :meth:`next` reads the page's body or records. A paginator
     #: that reads only the response's headers sets this False, and the next
-    #: request then goes out before the page is decoded.
+    #: request then goes out before the page is decoded. A subclass that
+    #: overrides :meth:`next` is taken to read the body unless it sets this
+    #: itself (see :func:`reads_body`).
     reads_body: ClassVar[bool] = True
 
     def __init__(self, spec: PaginationSpec):
@@ -141,6 +144,17 @@ class Paginator:
     @property
     def chosen_kind(self) -> str:
         return self.kind
+
+
+def reads_body(paginator: Paginator) -> bool:
+    """Whether ``paginator.next()`` needs the decoded page, not just its headers.
+
+    Only the class that defines ``next`` can say it does not, so a subclass
+    of the Link-header paginator with its own ``next`` is asked for it with
+    the whole page.
+    """
+    owner = next(cls for cls in type(paginator).__mro__ if "next" in vars(cls))
+    return "reads_body" not in vars(owner) or bool(paginator.reads_body)
 
 
 _registry: dict[str, type[Paginator]] = {}

@@ -154,3 +154,41 @@ def test_fingerprint_ignores_query_order():
     a = PageRequest("GET", "https://a.test/i?b=2&a=1")
     b = PageRequest("GET", "https://a.test/i?a=1&b=2")
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_only_the_link_header_kind_finds_the_next_page_without_the_body():
+    from restconnect.pagination import (
+        LinkHeaderPaginator,
+        available_paginators,
+        reads_body,
+    )
+
+    headers_only = [kind for kind in available_paginators()
+                    if not reads_body(paginator(kind=kind))]
+    assert headers_only == ["link_header"]
+
+    class StopOnEmptyPage(LinkHeaderPaginator):
+        kind = "link_header_until_empty"
+
+        def next(self, request, page):
+            return super().next(request, page) if page.records else None
+
+    class SmallerPages(LinkHeaderPaginator):
+        kind = "link_header_small"
+
+        def default_size_param(self):
+            return "size"
+
+    spec = PaginationSpec(kind="link_header")
+    assert reads_body(StopOnEmptyPage(spec))  # its own next() reads the records
+    assert not reads_body(SmallerPages(spec))
+
+
+def test_auto_reads_the_body_until_it_has_chosen_link_header():
+    from restconnect.pagination import reads_body
+
+    p = paginator(kind="auto")
+    assert reads_body(p)
+    link = '<https://api.example.com/items?page=2>; rel="next"'
+    p.next(BASE, page(BASE, [1], headers={"Link": link}))
+    assert not reads_body(p)
