@@ -26,14 +26,16 @@ from typing import Any
 from benchmarks.clients import KINDS, SPECS
 from benchmarks.run import TOKEN, Server
 
-# (label, file fragment, function name) of the stage entry points
+# (label, file fragment, function names) of the stage entry points; a request
+# sent ahead of its page is timed in send_ahead() and PendingResponse.result().
 STAGES = (
-    ("HTTP (requests, auth, retries, rate limits)", "restconnect/http.py", "request"),
-    ("decoding (orjson)", "restconnect/decoding.py", "decode_body"),
-    ("records out of the body", "restconnect/decoding.py", "extract_records"),
-    ("frame: pages to Arrow", "restconnect/frames.py", "add_page"),
-    ("frame: Arrow to pandas", "restconnect/frames.py", "finish"),
-    ("pagination (next request)", "restconnect/pagination.py", "next"),
+    ("HTTP (requests, auth, retries, rate limits)", "restconnect/http.py",
+     ("request", "send_ahead", "result")),
+    ("decoding (orjson)", "restconnect/decoding.py", ("decode_body",)),
+    ("records out of the body", "restconnect/decoding.py", ("extract_records",)),
+    ("frame: pages to Arrow", "restconnect/frames.py", ("add_page",)),
+    ("frame: Arrow to pandas", "restconnect/frames.py", ("finish",)),
+    ("pagination (next request)", "restconnect/pagination.py", ("next",)),
 )
 
 
@@ -41,6 +43,10 @@ STAGES = (
 TIMED = (
     ("HTTP (requests, auth, retries, rate limits)", "restconnect.http", "HttpClient",
      "request"),
+    ("HTTP (requests, auth, retries, rate limits)", "restconnect.http", "HttpClient",
+     "send_ahead"),
+    ("HTTP (requests, auth, retries, rate limits)", "restconnect.http",
+     "PendingResponse", "result"),
     ("decoding (orjson)", "restconnect.connector", None, "decode_body"),
     ("frame: pages to Arrow, page dicts freed", "restconnect.frames", "FrameBuilder",
      "add_page"),
@@ -94,7 +100,7 @@ def wall_split(url: str, kind: str) -> str:
         conn.fetch(KINDS[kind][0], concurrency=1)
         wall = time.perf_counter() - started
     rows = ["| stage | wall s | share |", "|---|---|---|"]
-    for label, *_ in TIMED:
+    for label in dict.fromkeys(label for label, *_ in TIMED):
         rows.append(f"| {label} | {totals[label]:.2f} | {totals[label] / wall:.0%} |")
     rest = wall - sum(totals.values())
     rows.append(f"| the rest (pagination, bookkeeping) | {rest:.2f} | {rest / wall:.0%} |")
@@ -124,9 +130,9 @@ def stage_table(stats: pstats.Stats) -> str:
     raw = stats.stats  # type: ignore[attr-defined]
     total = max(ct for (_, _, _, ct, _) in raw.values())
     rows = ["| stage | CPU s | share |", "|---|---|---|"]
-    for label, fragment, name in STAGES:
+    for label, fragment, names in STAGES:
         seconds = sum(entry[3] for (path, _, func), entry in raw.items()
-                      if func == name and path.endswith(fragment))
+                      if func in names and path.endswith(fragment))
         rows.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} |")
     return "\n".join(rows)
 

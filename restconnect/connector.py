@@ -399,7 +399,7 @@ class Connector:
         with paused_gc():  # pages make many short-lived containers, none cyclic
             for page in self._pages(endpoint, spec, params, result, limit=limit,
                                     max_pages=max_pages, cache=cache,
-                                    concurrency=concurrency):
+                                    concurrency=concurrency, read_ahead=True):
                 builder.add_page(page.records)
                 bar.page(page)
             bar.close()
@@ -445,10 +445,16 @@ class Connector:
 
     def iter_pages(self, endpoint: str, *, limit: int | None = None,
                    max_pages: int | None = None, cache: Any = None,
-                   concurrency: int | None = None,
+                   concurrency: int | None = None, read_ahead: bool = False,
                    params: Mapping[str, Any] | None = None,
                    **more_params: Any) -> Iterator[Page]:
-        """Yield each page as it arrives (``page.records`` holds its records)."""
+        """Yield each page as it arrives (``page.records`` holds its records).
+
+        Each page is requested when the loop asks for it. With
+        ``read_ahead``, the next page of a Link-header endpoint is requested
+        as soon as a page arrives, before it is decoded and handed over: for
+        loops that spend little time on a page and always read to the end.
+        """
         params = merge_params("iter_pages", params, more_params)
         _check_bounds(limit, max_pages)
         _check_concurrency(concurrency)
@@ -456,7 +462,7 @@ class Connector:
         result = FetchResult(self.name, endpoint, params)
         yield from self._pages(endpoint, spec, params, result, limit=limit,
                                max_pages=max_pages, cache=cache,
-                               concurrency=concurrency)
+                               concurrency=concurrency, read_ahead=read_ahead)
 
     def iter_records(self, endpoint: str, **kwargs: Any) -> Iterator[Any]:
         """Yield records one at a time, fetching pages as needed."""
@@ -507,7 +513,8 @@ class Connector:
 
     def _pages(self, endpoint: str, spec: EndpointSpec, params: Mapping[str, Any],
                result: FetchResult, *, limit: int | None, max_pages: int | None,
-               cache: Any, concurrency: int | None) -> Iterator[Page]:
+               cache: Any, concurrency: int | None,
+               read_ahead: bool = False) -> Iterator[Page]:
         pagination = self._pagination(spec)
         paginator = make_paginator(pagination)
         max_pages = max_pages or pagination.max_pages
@@ -531,7 +538,8 @@ class Connector:
                 ahead = None
                 can_plan = index == 0 and workers > 1
                 following = None
-                if not can_plan and action is None and not reads_body(paginator):
+                if read_ahead and not can_plan and action is None and \
+                        not reads_body(paginator):
                     # The next request is in the headers: send it before decoding.
                     headers_only = Page(index, request, response, None, [])
                     following = paginator.next(request, headers_only)

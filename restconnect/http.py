@@ -39,7 +39,7 @@ from restconnect.exceptions import (
 )
 from restconnect.redact import redact_library_logs, redact_text, redact_url
 from restconnect.spec import RateLimitSpec, RetrySpec
-from restconnect.transport import SentRequest, Transport, authority
+from restconnect.transport import ClosedUnderRequest, SentRequest, Transport, authority
 
 __all__ = ["HttpClient", "PendingResponse", "RateLimitState", "ResponseHook",
            "is_loopback", "user_agent", "with_query_param"]
@@ -270,33 +270,36 @@ class HttpClient:
         """Send a GET now and read its response when :meth:`~PendingResponse.result`
         is called, as :meth:`request` would return it.
 
-        The request goes out at once on a kept-alive connection, so the
-        server prepares the answer while the caller does something else; a
-        request that cannot go that way (through a proxy, or with no open
-        connection) is sent when the result is asked for.
+        The request goes out at once on an open kept-alive connection, so the
+        server prepares the answer while the caller does something else. A
+        request that cannot go at once (through a proxy, with no open
+        connection, or while the pace or the quota may make it wait) is not
+        even signed before the result is asked for.
         """
         base = requests.Request("GET", url, params=params, headers=dict(headers or {}))
-        timeout = self.timeout
+        options = {"endpoint": endpoint, "cache": cache, "timeout": self.timeout,
+                   "accept": frozenset(accept_statuses), "stream": False}
         try:
-            first = self._attempt(base, self.auth, endpoint, cache, early=timeout)
+            first = self._early_attempt(base, endpoint, cache)
         except Exception as exc:  # raised where the response is wanted
             return PendingResponse(functools.partial(_reraise, exc))
 
         def finish() -> requests.Response:
-            return self._send_with_retries(
-                base, self.auth, endpoint=endpoint, cache=cache,
-                accept=frozenset(accept_statuses), timeout=timeout, stream=False,
-                first=first)
+            return self._send_with_retries(base, self.auth, first=first, **options)
 
         def abandon() -> None:
-            if first.sent is not None:
+            if first is not None and first.sent is not None:
                 Transport.discard(first.sent)
         return PendingResponse(finish, abandon)
 
     def _prepare(self, base: requests.Request,
                  handlers: Sequence[requests.auth.AuthBase], *,
                  foreign: bool = False) -> requests.PreparedRequest:
-        prepared = _prepared_request(self.session, base, foreign=foreign)
+        return self._sign(_prepared_request(self.session, base, foreign=foreign),
+                          handlers)
+
+    def _sign(self, prepared: requests.PreparedRequest,
+              handlers: Sequence[requests.auth.AuthBase]) -> requests.PreparedRequest:
         loopback = is_loopback(prepared.url or "") if handlers else True
         for handler in handlers:
             if not loopback and _sends_credentials(handler):
@@ -304,30 +307,60 @@ class HttpClient:
             prepared = handler(prepared)
         return prepared
 
+    def _cached(self, prepared: requests.PreparedRequest,
+                cache: Any) -> requests.Response | None:
+        if self.cache is None or prepared.method not in ("GET", "HEAD"):
+            return None
+        cached = self.cache.before_send(prepared, cache)
+        if cached is not None:
+            self.stats.add("from_cache")
+        return cached
+
     def _attempt(self, base: requests.Request,
                  handlers: Sequence[requests.auth.AuthBase], endpoint: str | None,
-                 cache: Any, *, early: float | None = None) -> _Attempt:
-        """Prepare one try, ask the cache, wait for the pace; with ``early``
-        (a timeout), also write the request if an open connection allows."""
+                 cache: Any) -> _Attempt:
+        """Prepare one try, ask the cache, then wait for the pace if it is sent."""
         prepared = self._prepare(base, handlers)
-        if self.cache is not None and prepared.method in ("GET", "HEAD"):
-            cached = self.cache.before_send(prepared, cache)
-            if cached is not None:
-                self.stats.add("from_cache")
-                return _Attempt(prepared, cached=cached)
+        cached = self._cached(prepared, cache)
+        if cached is not None:
+            return _Attempt(prepared, cached=cached)
         self._pace(endpoint)
-        if early is None:
-            return _Attempt(prepared)
-        adapter = self.session.get_adapter(prepared.url or "")
-        settings = {"timeout": early, **self._tls_settings(prepared)}
-        if not isinstance(adapter, Transport) or settings["proxies"]:
-            return _Attempt(prepared, settings=settings)
+        return _Attempt(prepared)
+
+    def _early_attempt(self, base: requests.Request, endpoint: str | None,
+                       cache: Any) -> _Attempt | None:
+        """The first try of ``base``, written to an open connection now.
+
+        None when it cannot go at once: then nothing has happened, not even
+        the signing, whose timestamp must be the sending time.
+        """
+        if self._may_wait():
+            return None
+        unsigned = _prepared_request(self.session, base)
+        adapter = self.session.get_adapter(unsigned.url or "")
+        if not isinstance(adapter, Transport):
+            return None
+        settings = {"timeout": self.timeout, **self._tls_settings(unsigned)}
+        if settings["proxies"]:
+            return None
+        opened = adapter.open_connection(unsigned, verify=settings["verify"],
+                                         cert=settings["cert"])
+        if opened is None:
+            return None
         try:
-            sent = adapter.send_early(prepared, timeout=early,
-                                      verify=settings["verify"], cert=settings["cert"])
-        except Exception as exc:  # the usual way sends it again and says what is wrong
-            logger.debug("%s: not sent ahead: %s", self.connector, type(exc).__name__)
-            sent = None
+            prepared = self._sign(unsigned, self.auth)
+            cached = self._cached(prepared, cache)
+        except BaseException:
+            adapter.release(opened)
+            raise
+        if cached is not None:
+            adapter.release(opened)
+            return _Attempt(prepared, cached=cached)
+        self._pace(endpoint)  # the next slot moves on; no wait, as checked above
+        sent = adapter.send_early(prepared, opened, timeout=self.timeout)
+        if sent is None:
+            return None
+        self.stats.add("sent")
         return _Attempt(prepared, sent=sent, settings=settings)
 
     def _send_with_retries(self, base: requests.Request,
@@ -351,6 +384,15 @@ class HttpClient:
                 response = self._send_following_redirects(
                     prepared, base, handlers, timeout=timeout, stream=stream,
                     early=this)
+            except ClosedUnderRequest as exc:
+                # A server may close an idle connection just as a request goes
+                # out; a GET is safe to send again (RFC 9110, section 9.2.2),
+                # signed anew.
+                logger.debug("%s: connection closed under a request sent ahead "
+                             "(%s); sending it again", self.connector,
+                             type(exc.__cause__ or exc).__name__)
+                attempt -= 1
+                continue
             except (requests.ConnectionError, requests.Timeout) as exc:
                 # A refused TLS handshake fails the same way every time.
                 tls = isinstance(exc, requests.exceptions.SSLError)
@@ -396,7 +438,8 @@ class HttpClient:
         started = time.perf_counter() if early is None or early.sent is None else \
             early.sent.started
         for _ in range(_MAX_REDIRECTS + 1):
-            self.stats.add("sent")
+            if early is None or early.sent is None:  # one sent early is counted
+                self.stats.add("sent")
             response = self._transmit(prepared, timeout=timeout, stream=stream,
                                       early=early)
             early = None
@@ -433,7 +476,7 @@ class HttpClient:
         try:
             if early is not None and early.sent is not None:
                 started = early.sent.started
-                response = self._receive_early(adapter, early.sent, prepared, settings)
+                response = adapter.receive(early.sent)
             else:
                 response = adapter.send(prepared, stream=True, **settings)
         except ValueError as exc:
@@ -453,25 +496,23 @@ class HttpClient:
             if "Set-Cookie" in hop.headers or "Set-Cookie2" in hop.headers:
                 extract_cookies_to_jar(self.session.cookies, hop.request, hop.raw)
         if not stream and response._content is False:  # not read yet
-            response._content = b"".join(response.iter_content(chunk_size=None))
+            self._read_body(response, prepared, early=early is not None and
+                            early.sent is not None)
         return response
 
     @staticmethod
-    def _receive_early(adapter: Transport, sent: SentRequest,
-                       prepared: requests.PreparedRequest,
-                       settings: dict[str, Any]) -> requests.Response:
-        """The answer to a request sent ahead, or to the same request sent anew
-        when the server had closed the kept-alive connection it went out on."""
+    def _read_body(response: requests.Response, prepared: requests.PreparedRequest,
+                   *, early: bool) -> None:
+        """Read the whole body; a connection lost meanwhile is a ConnectionError,
+        which the retry rules handle (at once for a request sent early, whose
+        answer may have waited on the server for the caller)."""
         try:
-            return adapter.receive(sent)
-        except requests.exceptions.SSLError:
-            raise
-        except requests.ConnectionError as exc:
-            # A server may close an idle connection just as a request goes out;
-            # a GET is safe to send again (RFC 9110, section 9.2.2).
-            logger.debug("connection closed under a request sent ahead (%s); sending "
-                         "it again", type(exc.__cause__ or exc).__name__)
-            return adapter.send(prepared, stream=True, **settings)
+            response._content = b"".join(response.iter_content(chunk_size=None))
+        except (requests.exceptions.ChunkedEncodingError,
+                requests.ConnectionError) as exc:
+            response.close()
+            error = ClosedUnderRequest if early else requests.ConnectionError
+            raise error(exc, request=prepared) from exc
 
     def _redirected(self, prepared: requests.PreparedRequest,
                     response: requests.Response,
@@ -593,6 +634,14 @@ class HttpClient:
             wait = max(wait, self._quota_wait(endpoint))
         if wait > 0:
             self._sleep(wait)
+
+    def _may_wait(self) -> bool:
+        """Whether :meth:`_pace` could wait before the next request."""
+        if self.rate_limit.requests_per_second:
+            return True
+        state = self.rate_state
+        return (state.remaining is not None and state.reset_at is not None
+                and state.remaining <= self.rate_limit.slow_down_below)
 
     def _quota_wait(self, endpoint: str | None) -> float:
         state = self.rate_state

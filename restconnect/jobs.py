@@ -411,8 +411,10 @@ def _stream(job: Job, connector: Connector, spec: Any, output: Any,
 def _pages(job: Job, connector: Connector, plan: IncrementalPlan | None,
            params: Mapping[str, Any], summary: Summary) -> Any:
     cache = 0 if job.cache and plan else None
+    # An incremental run stops at the first page of old records: nothing ahead.
     pages = connector.iter_pages(job.endpoint, max_pages=job.max_pages, cache=cache,
-                                 concurrency=job.concurrency, params=params)
+                                 concurrency=job.concurrency, params=params,
+                                 read_ahead=plan is None)
     try:
         for page in pages:
             summary.pages += 1

@@ -8,10 +8,10 @@ stack. The pool is still the one requests would choose, with its TLS
 settings; urllib3 still sends, and requests still turns urllib3's errors
 into its own.
 
-It can also split a request in two: :meth:`Transport.send_early` writes a
-GET to an open kept-alive connection and returns at once, and
-:meth:`Transport.receive` reads the answer later, so a caller can do other
-work while the server prepares it.
+It can also split a request in two: :meth:`Transport.open_connection` takes
+an open kept-alive connection, :meth:`Transport.send_early` writes a GET on
+it and returns at once, and :meth:`Transport.receive` reads the answer
+later, so a caller can do other work while the server prepares it.
 """
 
 from __future__ import annotations
@@ -25,17 +25,35 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ConnectionError, ReadTimeout, SSLError
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout, SSLError
 from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
-__all__ = ["SentRequest", "Transport", "authority"]
+__all__ = ["ClosedUnderRequest", "OpenConnection", "SentRequest", "Transport",
+           "authority"]
 
 logger = logging.getLogger(__name__)
 
 #: Origins and TLS settings remembered per adapter; an API client meets few.
 _MAX_CONTEXTS = 64
+
+
+class ClosedUnderRequest(RequestsConnectionError):
+    """The server closed the connection before answering a request sent early.
+
+    A server may close a kept-alive connection just as a request goes out
+    on it; the request is then safe to send again on a new connection.
+    """
+
+
+@dataclass
+class OpenConnection:
+    """A kept-alive connection taken from its pool, not yet written on."""
+
+    pool: Any
+    connection: Any
 
 
 @dataclass
@@ -103,46 +121,60 @@ class Transport(HTTPAdapter):
         response.connection = self
         return response
 
-    def send_early(self, request: requests.PreparedRequest, *,
-                   timeout: float | None, verify: Any = True,
-                   cert: Any = None) -> SentRequest | None:
-        """Write a request without a body to an open connection; don't wait.
+    def open_connection(self, request: requests.PreparedRequest, *, verify: Any = True,
+                        cert: Any = None) -> OpenConnection | None:
+        """Take an open kept-alive connection for ``request``'s origin from the pool.
 
-        Returns None, having sent nothing, when the pool has no open
-        connection to reuse: the request then goes the usual way, through
-        :meth:`send`. Proxies are the caller's to rule out.
+        None when the pool has none to reuse. Hand it back with
+        :meth:`release` or write on it with :meth:`send_early`. Proxies are
+        the caller's to rule out.
         """
-        if request.body is not None:
-            return None
         pool = self.get_connection_with_tls_context(request, verify, cert=cert)
-        take, give_back = getattr(pool, "_get_conn", None), getattr(pool, "_put_conn",
-                                                                    None)
-        if take is None or give_back is None:
+        if not (hasattr(pool, "_get_conn") and hasattr(pool, "_put_conn")):
             return None
         self.cert_verify(pool, request.url, verify, cert)
-        connection = take()
+        connection = pool._get_conn()
         if connection.is_closed or getattr(connection, "proxy", None):
-            give_back(connection)
+            pool._put_conn(connection)
             return None
+        return OpenConnection(pool, connection)
 
+    @staticmethod
+    def release(opened: OpenConnection) -> None:
+        """Give an unused connection from :meth:`open_connection` back to its pool."""
+        opened.pool._put_conn(opened.connection)
+
+    def send_early(self, request: requests.PreparedRequest, opened: OpenConnection, *,
+                   timeout: float | None) -> SentRequest | None:
+        """Write a request without a body on ``opened`` and return without waiting.
+
+        None, with the connection closed, when the request could not be
+        written; it then has to go the usual way, through :meth:`send`.
+        """
+        pool, connection = opened.pool, opened.connection
         started = time.perf_counter()
         try:
+            if request.body is not None:
+                raise ValueError("a request sent early has no body")
             connection.request(request.method, self.request_url(request, None),
                                body=None, headers=request.headers, chunked=False,
                                preload_content=False, decode_content=False)
         except (BrokenPipeError, ConnectionResetError):
             # The server may have closed after answering early; reading says.
             pass
-        except BaseException:
+        except Exception as exc:
+            logger.debug("request not written early: %s", type(exc).__name__)
             connection.close()
-            give_back(None)
-            raise
+            pool._put_conn(None)
+            return None
         return SentRequest(request, pool, connection, timeout, started)
 
     def receive(self, sent: SentRequest) -> requests.Response:
         """The response to a request :meth:`send_early` wrote, body not read.
 
-        Errors are requests' own, as :meth:`send` raises them.
+        Errors are requests' own, as :meth:`send` raises them, except that a
+        connection closed before any answer came raises
+        :class:`ClosedUnderRequest`.
         """
         connection, pool = sent.connection, sent.pool
         try:
@@ -181,7 +213,10 @@ def _requests_error(error: BaseException, sent: SentRequest) -> Exception:
         return ReadTimeout(reason, request=request)
     if isinstance(error, ssl.SSLError):
         return SSLError(error, request=request)
-    return ConnectionError(ProtocolError("Connection aborted.", error), request=request)
+    aborted = ProtocolError("Connection aborted.", error)
+    if isinstance(error, (http.client.RemoteDisconnected, ConnectionError)):
+        return ClosedUnderRequest(aborted, request=request)
+    return RequestsConnectionError(aborted, request=request)
 
 
 def authority(url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 from cache_support import connect_box
@@ -201,3 +202,32 @@ def test_state_store_pending_commit(tmp_path) -> None:
     assert store.load_pending(key) is None
     assert key == store.key("demo", "items", {"a": 1})
     assert key != store.key("demo", "items", {"a": 2})
+
+
+def issue_requests(box) -> int:
+    return box.stats["by_path"].get("GET /code/issues", 0)
+
+
+def test_stop_mode_asks_for_no_page_past_the_old_records(fresh_sandbox, tmp_path,
+                                                         monkeypatch) -> None:
+    from restconnect.jobs import Job
+    from tests.cache_support import write_spec
+
+    conn = connect_box(fresh_sandbox, tmp_path)
+    conn.fetch("issues_newest", incremental=True)
+    changed_ids(fresh_sandbox, 2)
+    before = issue_requests(fresh_sandbox)
+    conn.fetch("issues_newest", incremental=True)
+    time.sleep(0.2)  # room for a stray request to arrive
+    assert issue_requests(fresh_sandbox) - before == 1
+
+    monkeypatch.setenv("CACHEBOX_TOKEN", fresh_sandbox.credentials["token"])
+    job = Job(connector=str(write_spec(tmp_path / "job")), endpoint="issues_newest",
+              output=str(tmp_path / "newest.parquet"), base_url=fresh_sandbox.url,
+              credentials={"token": "env:CACHEBOX_TOKEN"}, incremental=True)
+    job.run()
+    changed_ids(fresh_sandbox, 2)
+    before = issue_requests(fresh_sandbox)
+    job.run()
+    time.sleep(0.2)
+    assert issue_requests(fresh_sandbox) - before == 1

@@ -28,6 +28,8 @@ class Reply:
     #: Close the connection instead of answering, as a server timing out an
     #: idle kept-alive connection does just as a request arrives.
     drop: bool = False
+    #: Send only this many bytes of the body (announcing all of it), then close.
+    cut: int | None = None
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -84,6 +86,10 @@ class ScriptedServer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if reply.cut is not None:
+                    self.wfile.write(payload[:reply.cut])
+                    self.close_connection = True
+                    return
                 self.wfile.write(payload)
                 if reply.close:
                     self.close_connection = True
