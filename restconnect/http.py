@@ -319,12 +319,17 @@ class HttpClient:
     def _attempt(self, base: requests.Request,
                  handlers: Sequence[requests.auth.AuthBase], endpoint: str | None,
                  cache: Any) -> _Attempt:
-        """Prepare one try, ask the cache, then wait for the pace if it is sent."""
+        """Prepare one try, ask the cache, then wait for the pace if it is sent.
+
+        A request that had to wait is signed again after the wait, so a
+        signature's timestamp is its sending time.
+        """
         prepared = self._prepare(base, handlers)
         cached = self._cached(prepared, cache)
         if cached is not None:
             return _Attempt(prepared, cached=cached)
-        self._pace(endpoint)
+        if self._pace(endpoint) and handlers:
+            prepared = self._prepare(base, handlers)
         return _Attempt(prepared)
 
     def _early_attempt(self, base: requests.Request, endpoint: str | None,
@@ -353,10 +358,9 @@ class HttpClient:
         except BaseException:
             adapter.release(opened)
             raise
-        if cached is not None:
-            adapter.release(opened)
-            return _Attempt(prepared, cached=cached)
-        self._pace(endpoint)  # the next slot moves on; no wait, as checked above
+        if cached is not None or self._may_wait():  # another thread's answer may
+            adapter.release(opened)                 # have changed the quota
+            return _Attempt(prepared, cached=cached) if cached is not None else None
         sent = adapter.send_early(prepared, opened, timeout=self.timeout)
         if sent is None:
             return None
@@ -388,9 +392,9 @@ class HttpClient:
                 # A server may close an idle connection just as a request goes
                 # out; a GET is safe to send again (RFC 9110, section 9.2.2),
                 # signed anew.
-                logger.debug("%s: connection closed under a request sent ahead "
-                             "(%s); sending it again", self.connector,
-                             type(exc.__cause__ or exc).__name__)
+                logger.debug("%s: the connection of a request sent ahead closed "
+                             "before its whole answer came (%s); sending it again",
+                             self.connector, type(exc.__cause__ or exc).__name__)
                 attempt -= 1
                 continue
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -503,15 +507,22 @@ class HttpClient:
     @staticmethod
     def _read_body(response: requests.Response, prepared: requests.PreparedRequest,
                    *, early: bool) -> None:
-        """Read the whole body; a connection lost meanwhile is a ConnectionError,
-        which the retry rules handle (at once for a request sent early, whose
-        answer may have waited on the server for the caller)."""
+        """Read the whole body; a connection lost meanwhile is a ConnectionError
+        for the retry rules.
+
+        The answer to a request sent early may have waited on the server
+        while the caller worked, long enough for a server's send timeout to
+        cut it: that is sent again at once, as a closed connection is. A read
+        that timed out is not.
+        """
         try:
             response._content = b"".join(response.iter_content(chunk_size=None))
         except (requests.exceptions.ChunkedEncodingError,
                 requests.ConnectionError) as exc:
             response.close()
-            error = ClosedUnderRequest if early else requests.ConnectionError
+            cut = early and not _timed_out(exc) and \
+                not isinstance(exc, requests.exceptions.SSLError)
+            error = ClosedUnderRequest if cut else requests.ConnectionError
             raise error(exc, request=prepared) from exc
 
     def _redirected(self, prepared: requests.PreparedRequest,
@@ -622,8 +633,9 @@ class HttpClient:
         with self._pace_lock:
             self.rate_state = RateLimitState(limit, remaining, reset_at, time.time())
 
-    def _pace(self, endpoint: str | None) -> None:
-        """Wait before sending so the quota is spread instead of spent at once."""
+    def _pace(self, endpoint: str | None) -> bool:
+        """Wait before sending so the quota is spread instead of spent at once;
+        True if it waited."""
         with self._pace_lock:
             wait = 0.0
             now = time.monotonic()
@@ -634,6 +646,7 @@ class HttpClient:
             wait = max(wait, self._quota_wait(endpoint))
         if wait > 0:
             self._sleep(wait)
+        return wait > 0
 
     def _may_wait(self) -> bool:
         """Whether :meth:`_pace` could wait before the next request."""
@@ -804,6 +817,23 @@ def _query_string(params: Any) -> Any:
                                     for k, v in params.items()):
         return urlencode(params)
     return params
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a read timeout is behind ``error``, however requests wrapped it."""
+    from urllib3.exceptions import TimeoutError as PoolTimeout
+
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (TimeoutError, PoolTimeout, requests.Timeout)):
+            return True
+        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e)
+    return False
 
 
 def _reraise(error: Exception) -> requests.Response:

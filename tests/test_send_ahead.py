@@ -226,6 +226,16 @@ def test_an_answer_cut_short_is_fetched_again(server):
     assert seen_pages(server) == ["1", "2", "2", "3"]
 
 
+def test_an_answer_that_stalls_half_way_follows_the_retry_rules(server):
+    queue_pages(server, 2)
+    server.replies["/pages"][1] = Reply(body=[{"id": 0}] * 50, cut=40, stall=1.0)
+    with connector(server, retry="{attempts: 1}", timeout=0.3) as conn, \
+            pytest.raises(TransportError):
+        conn.fetch("pages", cache=False, concurrency=1)
+
+    assert seen_pages(server) == ["1", "2"]  # timed out once, not sent again
+
+
 def test_a_body_cut_short_is_retried_by_the_rules_then_reported(server):
     server.queue("/other", Reply(body=[{"n": 1}] * 50, cut=40),
                  Reply(body=[{"n": 2}]))

@@ -167,3 +167,23 @@ def test_sandbox_refuses_a_wrong_secret(sandbox, caplog):
         conn.fetch("me")
     assert "signature does not match" in str(info.value)
     assert wrong not in str(info.value) and wrong not in caplog.text
+
+
+def test_a_request_that_waits_for_the_pace_is_signed_when_it_goes():
+    """Timestamps are whole seconds and the sandbox allows 1.2 s of skew; the
+    pace waits 2 s between requests."""
+    from restconnect import connect
+    from restconnect import sandbox as sandbox_module
+
+    box = sandbox_module.start(hmac_skew=1.2)
+    try:
+        creds = box.credentials
+        text = SANDBOX_SPEC.format(url=box.url) + \
+            "rate_limit: {requests_per_second: 0.5}\n" \
+            "pagination: {kind: link_header, page_size: 40, page_size_param: per_page}\n"
+        with connect(parse_spec(text), key_id=creds["hmac_key_id"],
+                     secret=creds["hmac_secret"]) as conn:
+            frame = conn.fetch("repos", max_pages=2, concurrency=1)
+    finally:
+        box.stop()
+    assert len(frame) == 80

@@ -30,6 +30,8 @@ class Reply:
     drop: bool = False
     #: Send only this many bytes of the body (announcing all of it), then close.
     cut: int | None = None
+    #: With ``cut``: seconds to wait, silent, before closing.
+    stall: float = 0.0
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -88,6 +90,8 @@ class ScriptedServer:
                 self.end_headers()
                 if reply.cut is not None:
                     self.wfile.write(payload[:reply.cut])
+                    self.wfile.flush()
+                    time.sleep(reply.stall)
                     self.close_connection = True
                     return
                 self.wfile.write(payload)
