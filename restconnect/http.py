@@ -358,9 +358,12 @@ class HttpClient:
         except BaseException:
             adapter.release(opened)
             raise
-        if cached is not None or self._may_wait():  # another thread's answer may
-            adapter.release(opened)                 # have changed the quota
-            return _Attempt(prepared, cached=cached) if cached is not None else None
+        if cached is not None:
+            adapter.release(opened)
+            return _Attempt(prepared, cached=cached)
+        if self._may_wait():  # another thread's answer may have changed the quota
+            adapter.release(opened)
+            return None
         sent = adapter.send_early(prepared, opened, timeout=self.timeout)
         if sent is None:
             return None
