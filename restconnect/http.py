@@ -148,7 +148,11 @@ class PendingResponse:
 
 @dataclass
 class _Attempt:
-    """One try of a request: what was sent, or what the cache answered."""
+    """One try of a request: what was sent, or what the cache answered.
+
+    ``sent`` and the transport ``settings`` it went with are set for a
+    request written early.
+    """
 
     prepared: requests.PreparedRequest
     cached: requests.Response | None = None
@@ -390,7 +394,7 @@ class HttpClient:
             try:
                 response = self._send_following_redirects(
                     prepared, base, handlers, timeout=timeout, stream=stream,
-                    early=this)
+                    early=this if this.sent is not None else None)
             except ClosedUnderRequest as exc:
                 # A server may close an idle connection just as a request goes
                 # out; a GET is safe to send again (RFC 9110, section 9.2.2),
@@ -441,11 +445,11 @@ class HttpClient:
                                   handlers: Sequence[requests.auth.AuthBase], *,
                                   timeout: float, stream: bool,
                                   early: _Attempt | None = None) -> requests.Response:
+        """``early``: a try whose request is on the wire already (and counted)."""
         origin = _origin(prepared.url or "")
-        started = time.perf_counter() if early is None or early.sent is None else \
-            early.sent.started
+        started = early.sent.started if early is not None else time.perf_counter()
         for _ in range(_MAX_REDIRECTS + 1):
-            if early is None or early.sent is None:  # one sent early is counted
+            if early is None:
                 self.stats.add("sent")
             response = self._transmit(prepared, timeout=timeout, stream=stream,
                                       early=early)
@@ -472,17 +476,17 @@ class HttpClient:
         which :meth:`_tls_settings` has already made, and with the body read
         in one call instead of in 10 KB chunks, which costs a third of the
         time spent in requests for a page of about 100 KB. ``early`` is a try
-        whose request may already be on the wire (:meth:`send_ahead`).
+        whose request is on the wire already (:meth:`send_ahead`).
         """
-        if early is not None and early.settings is not None:
+        if early is not None:
             settings = early.settings
+            started = early.sent.started
         else:
             settings = {"timeout": timeout, **self._tls_settings(prepared)}
+            started = time.perf_counter()
         adapter = self.session.get_adapter(prepared.url or "")
-        started = time.perf_counter()
         try:
-            if early is not None and early.sent is not None:
-                started = early.sent.started
+            if early is not None:
                 response = adapter.receive(early.sent)
             else:
                 response = adapter.send(prepared, stream=True, **settings)
@@ -503,8 +507,7 @@ class HttpClient:
             if "Set-Cookie" in hop.headers or "Set-Cookie2" in hop.headers:
                 extract_cookies_to_jar(self.session.cookies, hop.request, hop.raw)
         if not stream and response._content is False:  # not read yet
-            self._read_body(response, prepared, early=early is not None and
-                            early.sent is not None)
+            self._read_body(response, prepared, early=early is not None)
         return response
 
     @staticmethod
@@ -653,18 +656,20 @@ class HttpClient:
 
     def _may_wait(self) -> bool:
         """Whether :meth:`_pace` could wait before the next request."""
-        if self.rate_limit.requests_per_second:
-            return True
-        state = self.rate_state
+        return bool(self.rate_limit.requests_per_second) or \
+            self._near_quota(self.rate_state)
+
+    def _near_quota(self, state: RateLimitState) -> bool:
+        """Whether the quota a response told is low enough to slow down for."""
         return (state.remaining is not None and state.reset_at is not None
                 and state.remaining <= self.rate_limit.slow_down_below)
 
     def _quota_wait(self, endpoint: str | None) -> float:
         state = self.rate_state
-        if state.remaining is None or state.reset_at is None:
+        if not self._near_quota(state):
             return 0.0
         until_reset = max(0.0, state.reset_at - time.time())
-        if state.remaining > self.rate_limit.slow_down_below or until_reset == 0:
+        if until_reset == 0:
             return 0.0
         if state.remaining <= 0:
             if until_reset > self.rate_limit.max_wait:

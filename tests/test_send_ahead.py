@@ -302,12 +302,19 @@ def test_a_slow_page_sent_ahead_times_out_as_any_other(server):
 # ------------------------------------------------------------ the transport
 
 
-def test_send_early_needs_an_open_connection_and_reuses_it(server):
+@pytest.fixture()
+def session():
+    """A session sending through a :class:`Transport` of its own."""
+    made = requests.Session()
+    made.trust_env = False  # no CA bundle from the environment: verify=True
+    made.mount("http://", Transport())
+    yield made
+    made.close()
+
+
+def test_send_early_needs_an_open_connection_and_reuses_it(server, session):
     server.queue("/other", Reply(body={"n": 1}), Reply(body={"n": 2}))
-    session = requests.Session()
-    session.trust_env = False  # no CA bundle from the environment: verify=True
-    transport = Transport()
-    session.mount("http://", transport)
+    transport = session.get_adapter("http://")
     request = requests.Request("GET", f"{server.url}/other").prepare()
 
     assert transport.open_connection(request) is None  # nothing open yet
@@ -320,15 +327,11 @@ def test_send_early_needs_an_open_connection_and_reuses_it(server):
 
     assert response.status_code == 200 and response.json() == {"n": 2}
     assert len({seen.client for seen in server.requests_to("/other")}) == 1
-    session.close()
 
 
-def test_a_connection_taken_and_released_unused_is_reused(server):
+def test_a_connection_taken_and_released_unused_is_reused(server, session):
     server.queue("/other", Reply(body={"n": 1}), Reply(body={"n": 2}))
-    session = requests.Session()
-    session.trust_env = False
-    transport = Transport()
-    session.mount("http://", transport)
+    transport = session.get_adapter("http://")
     url = f"{server.url}/other"
     session.get(url).content
 
@@ -336,16 +339,13 @@ def test_a_connection_taken_and_released_unused_is_reused(server):
 
     assert session.get(url).json() == {"n": 2}
     assert len({seen.client for seen in server.requests_to("/other")}) == 1
-    session.close()
 
 
-def test_receive_raises_requests_own_timeout_and_leaves_the_pool_usable(server):
+def test_receive_raises_requests_own_timeout_and_leaves_the_pool_usable(server,
+                                                                        session):
     server.queue("/other", Reply(body={"n": 1}), Reply(body={"n": 2}, delay=1.0),
                  Reply(body={"n": 3}))
-    session = requests.Session()
-    session.trust_env = False
-    transport = Transport()
-    session.mount("http://", transport)
+    transport = session.get_adapter("http://")
     url = f"{server.url}/other"
     session.get(url).content
 
@@ -356,4 +356,3 @@ def test_receive_raises_requests_own_timeout_and_leaves_the_pool_usable(server):
         transport.receive(sent)
 
     assert session.get(url, timeout=5).json() == {"n": 3}
-    session.close()
